@@ -112,7 +112,9 @@ def _extension():
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         nvcc_major, nvcc_minor = _nvcc_version(CUDA_HOME)
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", _default_arch_list(nvcc_major))
-        compile_args["nvcc"] = ["-O3", "-lineinfo", *defines]
+        # --fmad=false: no silent a*b+c -> fma contraction, so the shared host/device math in
+        # csrc/common gives the CPU kernels' numbers on the GPU too.
+        compile_args["nvcc"] = ["-O3", "-lineinfo", "--fmad=false", *defines]
         build_facts.update(
             cuda_version=f"{nvcc_major}.{nvcc_minor}", cuda_arch_list=os.environ["TORCH_CUDA_ARCH_LIST"]
         )

@@ -15,10 +15,15 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import sys
+
 import pytest
 import torch
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# The numpy MATLAB imresize port lives with the tests (their independent reference); the benchmarks
+# use it as the peer that numpy-based data loaders run.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible)")
 DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=CUDA)]

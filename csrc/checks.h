@@ -8,6 +8,9 @@
 #include <c10/util/Exception.h>
 
 #include "common/patch_index.h"
+#include "common/rain.h"
+
+#include <cmath>
 
 namespace ipt {
 
@@ -16,6 +19,73 @@ inline void check_float_dtype(const char* op, const char* name, const at::Tensor
   TORCH_CHECK_TYPE(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kBFloat16 || dtype == at::kHalf,
               op, ": ", name, " has dtype ", dtype,
               "; supported dtypes are float32, float64, bfloat16 and float16");
+}
+
+// The degradations also take uint8 images (what decoders produce).
+inline void check_image_dtype(const char* op, const at::Tensor& x) {
+  const auto dtype = x.scalar_type();
+  TORCH_CHECK_TYPE(dtype == at::kByte || dtype == at::kFloat || dtype == at::kDouble || dtype == at::kBFloat16 ||
+                       dtype == at::kHalf,
+                   op, ": x has dtype ", dtype, "; supported dtypes are uint8, float32, float64, bfloat16 and float16");
+}
+
+inline void check_image_batch(const char* op, const at::Tensor& x) {
+  TORCH_CHECK_VALUE(x.dim() == 4, op, ": x must be 4-D (B, C, H, W), got shape ", x.sizes());
+  check_image_dtype(op, x);
+}
+
+// Degraded images are float: uint8 input gives float32, float input keeps its dtype.
+inline at::ScalarType degraded_dtype(const at::Tensor& x) {
+  return x.scalar_type() == at::kByte ? at::kFloat : x.scalar_type();
+}
+
+inline void check_sample_ids(const char* op, const at::Tensor& ids, int64_t batch, const at::Device& device) {
+  TORCH_CHECK_VALUE(ids.dim() == 1 && ids.size(0) == batch, op, ": sample_ids must have shape (B,) = (", batch,
+                    ",), got ", ids.sizes());
+  TORCH_CHECK_TYPE(ids.scalar_type() == at::kLong, op, ": sample_ids must be int64, got ", ids.scalar_type());
+  TORCH_CHECK_VALUE(ids.device() == device, op, ": sample_ids is on ", ids.device(), " but the images are on ",
+                    device, "; they must be on the same device");
+}
+
+inline void check_seed(const char* op, int64_t seed) {
+  TORCH_CHECK_VALUE(seed >= 0, op, ": seed must be >= 0, got ", seed);
+}
+
+inline void check_range(const char* op, const char* name, at::ArrayRef<double> range, double min, double max) {
+  TORCH_CHECK_VALUE(range.size() == 2, op, ": ", name, " must be a (low, high) pair, got ", range.size(), " values");
+  TORCH_CHECK_VALUE(std::isfinite(range[0]) && std::isfinite(range[1]) && min <= range[0] && range[0] <= range[1] &&
+                        range[1] <= max,
+                    op, ": ", name, " range (", range[0], ", ", range[1], ") must satisfy ", min,
+                    " <= low <= high <= ", max);
+}
+
+// Validates the rain parameter ranges (alpha may be empty for rain_streaks) and packs them.
+inline RainRanges check_rain_ranges(const char* op, at::ArrayRef<double> amount, at::ArrayRef<double> thickness,
+                                    at::ArrayRef<double> length, at::ArrayRef<double> angle,
+                                    at::ArrayRef<double> alpha) {
+  check_range(op, "amount", amount, 0.0, 1.0);
+  check_range(op, "thickness", thickness, 0.05, 64.0);
+  check_range(op, "length", length, 0.0, 512.0);
+  check_range(op, "angle", angle, -360.0, 360.0);
+  RainRanges r{{amount[0], amount[1]}, {thickness[0], thickness[1]}, {length[0], length[1]}, {angle[0], angle[1]},
+               {0.0, 0.0}};
+  if (!alpha.empty()) {
+    check_range(op, "alpha", alpha, 0.0, 4.0);
+    r.alpha[0] = alpha[0];
+    r.alpha[1] = alpha[1];
+  }
+  return r;
+}
+
+inline void check_resize_args(const at::Tensor& x, at::IntArrayRef size, at::ArrayRef<double> scale) {
+  constexpr const char* op = "bicubic_resize";
+  check_image_batch(op, x);
+  TORCH_CHECK_VALUE(x.size(2) >= 1 && x.size(3) >= 1, op, ": H and W must be >= 1, got ", x.sizes());
+  TORCH_CHECK_VALUE(size.size() == 2 && size[0] >= 1 && size[1] >= 1, op,
+                    ": size must be two output lengths >= 1, got ", size);
+  TORCH_CHECK_VALUE(scale.size() == 2 && std::isfinite(scale[0]) && std::isfinite(scale[1]) &&
+                        scale[0] >= 1.0 / 1024 && scale[1] >= 1.0 / 1024 && scale[0] <= 1024.0 && scale[1] <= 1024.0,
+                    op, ": scale must be two output/input length ratios in [1/1024, 1024], got ", scale);
 }
 
 inline void check_patch_size(const char* op, int64_t patch) {

@@ -34,7 +34,7 @@ def report() -> str:
     for op in names:
         have = kernel_devices(op)
         kernels = ", ".join(f"{d} {'yes' if have[d] else 'no'}" for d in devices)
-        lines.append(f"  {op:<13}: {kernels:<22}{_schema(op)}")
+        lines.append(f"  {op:<19}: {kernels:<22}{_schema(op)}")
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ rejects bad input the same way.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -89,3 +90,69 @@ def check_patch_fold(tokens: torch.Tensor, patch: int, size) -> PatchGeometry:
             f"{op}: got {tokens.shape[1]} tokens but size ({height}, {width}) with patch {patch} needs {g.num_tokens}"
         )
     return g
+
+
+# --- degradations ----------------------------------------------------------------------------------
+
+IMAGE_DTYPES = (torch.uint8, *FLOAT_DTYPES)
+
+
+def degraded_dtype(x: torch.Tensor) -> torch.dtype:
+    """Degraded images are float: uint8 gives float32, float keeps its dtype."""
+    return torch.float32 if x.dtype == torch.uint8 else x.dtype
+
+
+def check_image_batch(op: str, x) -> None:
+    check_tensor(op, "x", x)
+    if x.dim() != 4:
+        raise ValueError(f"{op}: x must be 4-D (B, C, H, W), got shape {list(x.shape)}")
+    if x.dtype not in IMAGE_DTYPES:
+        raise TypeError(
+            f"{op}: x has dtype {x.dtype}; supported dtypes are uint8, float32, float64, bfloat16 and float16"
+        )
+
+
+def check_sample_ids(op: str, ids, batch: int, device: torch.device) -> None:
+    check_tensor(op, "sample_ids", ids)
+    if ids.dim() != 1 or ids.shape[0] != batch:
+        raise ValueError(f"{op}: sample_ids must have shape (B,) = ({batch},), got {list(ids.shape)}")
+    if ids.dtype != torch.int64:
+        raise TypeError(f"{op}: sample_ids must be int64, got {ids.dtype}")
+    if ids.device != device:
+        raise ValueError(f"{op}: sample_ids is on {ids.device} but the images are on {device}; they must be on the same device")
+
+
+def check_seed(op: str, seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"{op}: seed must be an integer in [0, 2**63), got {seed!r}")
+
+
+# Allowed parameter ranges of the rain recipe (csrc/checks.h check_rain_ranges has the same bounds).
+RAIN_BOUNDS = {"amount": (0.0, 1.0), "thickness": (0.05, 64.0), "length": (0.0, 512.0), "angle": (-360.0, 360.0),
+               "alpha": (0.0, 4.0)}
+
+
+def check_range(op: str, name: str, value) -> None:
+    lo_bound, hi_bound = RAIN_BOUNDS[name]
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{op}: {name} must be a (low, high) pair, got {value!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo_bound <= lo <= hi <= hi_bound):
+        raise ValueError(f"{op}: {name} range ({lo}, {hi}) must satisfy {lo_bound} <= low <= high <= {hi_bound}")
+
+
+def check_rain_config(config) -> None:
+    for name in RAIN_BOUNDS:
+        check_range("RainConfig", name, getattr(config, name))
+
+
+def check_resize_args(x, size, scale) -> None:
+    op = "bicubic_resize"
+    check_image_batch(op, x)
+    if x.shape[2] < 1 or x.shape[3] < 1:
+        raise ValueError(f"{op}: H and W must be >= 1, got {list(x.shape)}")
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"{op}: size must be two output lengths >= 1, got {list(size)}")
+    if len(scale) != 2 or not all(math.isfinite(s) and 1 / 1024 <= s <= 1024 for s in scale):
+        raise ValueError(f"{op}: scale must be two output/input length ratios in [1/1024, 1024], got {list(scale)}")

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_patch_fold, check_patch_unfold
+from ._checks import (
+    check_image_batch,
+    check_patch_fold,
+    check_patch_unfold,
+    check_resize_args,
+    check_sample_ids,
+    degraded_dtype,
+)
 
 
 def register() -> None:
@@ -22,6 +29,28 @@ def register() -> None:
     def _patch_fold_fake(tokens, patch, size):
         g = check_patch_fold(tokens, patch, size)
         return tokens.new_empty((tokens.shape[0], g.channels, g.height, g.width))
+
+    # The degradations are data-path ops: fake kernels only (no autograd; their inputs are data).
+    @torch.library.register_fake("ipt::bicubic_resize")
+    def _bicubic_resize_fake(x, size, scale):
+        check_resize_args(x, size, scale)
+        return x.new_empty((x.shape[0], x.shape[1], size[0], size[1]))
+
+    @torch.library.register_fake("ipt::add_gaussian_noise")
+    def _add_gaussian_noise_fake(x, sigma, seed, sample_ids):
+        check_image_batch("add_gaussian_noise", x)
+        check_sample_ids("add_gaussian_noise", sample_ids, x.shape[0], x.device)
+        return x.new_empty(x.shape, dtype=degraded_dtype(x))
+
+    @torch.library.register_fake("ipt::rain_streaks")
+    def _rain_streaks_fake(sample_ids, height, width, seed, amount, thickness, length, angle):
+        return sample_ids.new_empty((sample_ids.shape[0], 1, height, width), dtype=torch.float32)
+
+    @torch.library.register_fake("ipt::add_rain")
+    def _add_rain_fake(x, sample_ids, seed, amount, thickness, length, angle, alpha):
+        check_image_batch("add_rain", x)
+        check_sample_ids("add_rain", sample_ids, x.shape[0], x.device)
+        return x.new_empty(x.shape, dtype=degraded_dtype(x))
 
     def unfold_setup_context(ctx, inputs, output):
         x, patch, pos = inputs

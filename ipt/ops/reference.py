@@ -1,12 +1,31 @@
-"""Pure-PyTorch reference of every fused op: the executable spec the kernels are tested against, and
-the path ipt.ops takes where no compiled kernel exists. Written for clarity, not speed."""
+"""Pure-PyTorch reference of every compiled op: the executable spec the kernels are tested against,
+and the path ipt.ops takes where no compiled kernel exists. Written for clarity, not speed; the
+degradations compute in float64 and follow the formulas literally (see csrc/common for the kernels'
+shared math, which must give the same numbers)."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_patch_fold, check_patch_unfold
+from ._checks import (
+    check_image_batch,
+    check_patch_fold,
+    check_patch_unfold,
+    check_range,
+    check_resize_args,
+    check_sample_ids,
+    check_seed,
+    degraded_dtype,
+)
+
+# The compiled ops (csrc/ops.cpp) that this module mirrors, by name.
+__all__ = ["patch_unfold", "patch_fold", "bicubic_resize", "add_gaussian_noise", "rain_streaks", "add_rain"]
+
+
+# --- patch unfold / fold -----------------------------------------------------------------------------
 
 
 def patch_unfold(x: torch.Tensor, patch: int, pos: torch.Tensor | None = None) -> torch.Tensor:
@@ -18,3 +37,275 @@ def patch_unfold(x: torch.Tensor, patch: int, pos: torch.Tensor | None = None) -
 def patch_fold(tokens: torch.Tensor, patch: int, size) -> torch.Tensor:
     check_patch_fold(tokens, patch, size)
     return F.fold(tokens.transpose(1, 2), tuple(size), patch, stride=patch)
+
+
+# --- MATLAB bicubic imresize ---------------------------------------------------------------------------
+
+
+def _cube(a: torch.Tensor) -> torch.Tensor:
+    """a^3 rounded once (as MATLAB's absx.^3): math.pow per element (the tables are small)."""
+    return torch.tensor([math.pow(v, 3.0) for v in a.flatten().tolist()], dtype=torch.float64).reshape(a.shape)
+
+
+def keys_cubic(d: torch.Tensor) -> torch.Tensor:
+    a = d.abs()
+    a2, a3 = a * a, _cube(a)
+    near = (1.5 * a3 - 2.5 * a2 + 1) * (a <= 1)
+    far = (-0.5 * a3 + 2.5 * a2 - 4 * a + 2) * ((a > 1) & (a <= 2))
+    return near + far
+
+
+def mirror_index(pos: torch.Tensor, n: int) -> torch.Tensor:
+    """0-based mirrored index (edge repeated): MATLAB's [1:n, n:-1:1] table applied periodically."""
+    q = torch.remainder(pos, 2 * n)
+    return torch.where(q < n, q, 2 * n - 1 - q)
+
+
+def resize_taps(in_len: int, out_len: int, scale: float):
+    """(weights, 0-based indices), each (out_len, taps): MATLAB's contributions() along one axis, with
+    MATLAB's scale (output/input) and MATLAB's arithmetic."""
+    antialias = scale < 1
+    width = 4.0 / scale if antialias else 4.0
+    taps = math.ceil(width) + 2
+    u = torch.arange(1, out_len + 1, dtype=torch.float64) / scale + 0.5 * (1 - 1 / scale)  # 1-based centres
+    left = torch.floor(u - width / 2)
+    index = left[:, None] + torch.arange(taps, dtype=torch.float64)  # 1-based taps
+    distance = u[:, None] - index
+    weights = scale * keys_cubic(scale * distance) if antialias else keys_cubic(distance)
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    return weights, mirror_index(index.long() - 1, in_len)
+
+
+def _matlab_uint8(v: torch.Tensor) -> torch.Tensor:
+    """MATLAB's double -> uint8: round half away from zero, saturate (kept as float64)."""
+    return torch.floor(v + 0.5).clamp_(0, 255)
+
+
+def _resize_axis(v: torch.Tensor, dim: int, out_len: int, scale: float) -> torch.Tensor:
+    """Resizes float64 `v` along `dim`, summing tap by tap in order (as MATLAB's imresizemex does)."""
+    weights, index = resize_taps(v.shape[dim], out_len, scale)
+    v = v.movedim(dim, -1)
+    out = torch.zeros(*v.shape[:-1], out_len, dtype=torch.float64)
+    for k in range(weights.shape[1]):
+        out += weights[:, k] * v[..., index[:, k]]
+    return out.movedim(-1, dim)
+
+
+def bicubic_resize(x: torch.Tensor, size, scale) -> torch.Tensor:
+    check_resize_args(x, size, scale)
+    order = (2, 3) if scale[0] <= scale[1] else (3, 2)  # the axis with the smaller scale first
+    v = x.cpu().to(torch.float64)
+    for dim in order:
+        v = _resize_axis(v, dim, size[dim - 2], scale[dim - 2])
+        if x.dtype == torch.uint8:
+            v = _matlab_uint8(v)
+        elif x.dtype != torch.float64:  # the narrower float types keep float32 between the passes
+            v = v.float().double()
+    return v.to(device=x.device, dtype=x.dtype)
+
+
+# --- Philox4x32-10 counter-based random numbers -----------------------------------------------------------
+
+MASK32 = 0xFFFFFFFF
+NOISE_DOMAIN, RAIN_SEED_DOMAIN, RAIN_PARAM_DOMAIN = 0, 1, 2
+
+
+def _mulhilo32(a: int, b: torch.Tensor):
+    """High and low 32-bit words of a * b (b: int64 tensor of uint32 values) without int64 overflow."""
+    p_lo = a * (b & 0xFFFF)  # < 2^48
+    p_hi = a * (b >> 16)  # < 2^48; product = p_hi * 2^16 + p_lo
+    low_sum = p_lo + ((p_hi & 0xFFFF) << 16)
+    return (p_hi >> 16) + (low_sum >> 32), low_sum & MASK32
+
+
+def philox4x32_10(counter, key):
+    """Philox4x32-10 of four int64 tensors of uint32 counter words and two uint32 key words."""
+    c0, c1, c2, c3 = counter
+    k0, k1 = key
+    for round_ in range(10):
+        if round_ > 0:
+            k0, k1 = (k0 + 0x9E3779B9) & MASK32, (k1 + 0xBB67AE85) & MASK32
+        hi0, lo0 = _mulhilo32(0xD2511F53, c0)
+        hi1, lo1 = _mulhilo32(0xCD9E8D57, c2)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+    return c0, c1, c2, c3
+
+
+def random_blocks(seed: int, sample_ids: torch.Tensor, domain: int, blocks: torch.Tensor):
+    """Philox words (4 tensors of shape (B, n)) of blocks `blocks` (n,) for each sample id (B,)."""
+    ids = sample_ids.to(torch.int64)[:, None]
+    blocks = blocks.to(torch.int64)[None, :]
+    counter = (
+        (blocks & MASK32).expand(ids.shape[0], -1),
+        (((blocks >> 32) & 0x0FFFFFFF) | (domain << 28)).expand(ids.shape[0], -1),
+        (ids & MASK32).expand(-1, blocks.shape[1]),
+        ((ids >> 32) & MASK32).expand(-1, blocks.shape[1]),
+    )
+    return philox4x32_10(counter, (seed & MASK32, (seed >> 32) & MASK32))
+
+
+def uniform_open01(bits: torch.Tensor) -> torch.Tensor:
+    return (bits.to(torch.float64) + 0.5) * 2.0**-32
+
+
+def _horner(r: torch.Tensor, coefficients) -> torch.Tensor:
+    """coefficients[0] * r^n + ... + coefficients[n], evaluated as the kernels do."""
+    out = r * coefficients[0] + coefficients[1]
+    for c in coefficients[2:]:
+        out = out * r + c
+    return out
+
+
+def normal_quantile(p: torch.Tensor) -> torch.Tensor:
+    """Standard normal quantile (Wichura's AS241; its branch for sqrt(-log(.)) > 5 is unreachable from
+    32-bit uniforms, see csrc/common/philox.h)."""
+    q = p - 0.5
+    r = 0.180625 - q * q
+    centre = q * _horner(r, (2509.0809287301226727, 33430.575583588128105, 67265.770927008700853,
+                             45921.953931549871457, 13731.693765509461125, 1971.5909503065514427,
+                             133.14166789178437745, 3.387132872796366608)) / _horner(
+        r, (5226.495278852854561, 28729.085735721942674, 39307.89580009271061, 21213.794301586595867,
+            5394.1960214247511077, 687.1870074920579083, 42.313330701600911252, 1.0))
+    t = torch.sqrt(-torch.log(torch.where(q < 0, p, 1.0 - p))) - 1.6
+    tail = _horner(t, (7.7454501427834140764e-4, 0.0227238449892691845833, 0.24178072517745061177,
+                       1.27045825245236838258, 3.64784832476320460504, 5.7694972214606914055,
+                       4.6303378461565452959, 1.42343711074968357734)) / _horner(
+        t, (1.05075007164441684324e-9, 5.475938084995344946e-4, 0.0151986665636164571966, 0.14810397642748007459,
+            0.68976733498510000455, 1.6763848301838038494, 2.05319162663775882187, 1.0))
+    return torch.where(q.abs() <= 0.425, centre, torch.where(q < 0, -tail, tail))
+
+
+# --- Gaussian noise -------------------------------------------------------------------------------------------
+
+
+def add_gaussian_noise(x: torch.Tensor, sigma: float, seed: int, sample_ids: torch.Tensor) -> torch.Tensor:
+    op = "add_gaussian_noise"
+    check_image_batch(op, x)
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"{op}: sigma must be finite and >= 0, got {sigma}")
+    check_seed(op, seed)
+    check_sample_ids(op, sample_ids, x.shape[0], x.device)
+    batch, per_sample = x.shape[0], x[0].numel() if x.shape[0] else 0
+    out_dtype = degraded_dtype(x)
+    if x.numel() == 0:
+        return torch.empty(x.shape, dtype=out_dtype, device=x.device)
+    n_blocks = (per_sample + 3) // 4
+    words = random_blocks(seed, sample_ids.cpu(), NOISE_DOMAIN, torch.arange(n_blocks))
+    z = torch.stack([normal_quantile(uniform_open01(w)) for w in words], dim=-1)  # word k -> normal k
+    noise = z.reshape(batch, -1)[:, :per_sample].reshape(x.shape)
+    out = (x.cpu().to(torch.float64) + sigma * noise).clamp_(0, 255)
+    return out.to(device=x.device, dtype=out_dtype)
+
+
+# --- rain streaks ------------------------------------------------------------------------------------------------
+
+WEIGHT_ONE = 1024  # integer weight of the streak kernel's centre line
+
+
+def _lerp(range_, bits: int) -> float:
+    return range_[0] + (range_[1] - range_[0]) * (bits + 0.5) * 2.0**-32
+
+
+def rain_sample(ranges, seed: int, sample_id: int) -> dict:
+    """Parameters of one sample's rain, drawn from (amount, thickness, length, angle[, alpha]) ranges."""
+    ids = torch.tensor([sample_id])
+    b0 = [int(t) for t in random_blocks(seed, ids, RAIN_PARAM_DOMAIN, torch.tensor([0]))]
+    b1 = [int(t) for t in random_blocks(seed, ids, RAIN_PARAM_DOMAIN, torch.tensor([1]))]
+    names = ("amount", "thickness", "length", "angle")
+    p = {name: _lerp(ranges[i], b0[i]) for i, name in enumerate(names)}
+    p["alpha"] = _lerp(ranges[4], b1[0]) if len(ranges) > 4 else 0.0
+    p["radius"] = math.ceil(p["length"] / 2 + 1.5 * p["thickness"])
+    return p
+
+
+def streak_kernel(p: dict) -> torch.Tensor:
+    """(2R+1, 2R+1) int64 streak kernel of one sample (row = dy, column = dx, centre at R)."""
+    angle = p["angle"] * (math.pi / 180)
+    sin_a, cos_a = math.sin(angle), math.cos(angle)
+    inv_two_var = 1.0 / (2.0 * (p["thickness"] / 2.0) ** 2)
+    half, r = p["length"] / 2.0, p["radius"]
+    weights = []
+    for dy in range(-r, r + 1):  # Python floats and math.exp: the same IEEE operations as the kernels
+        for dx in range(-r, r + 1):
+            along, across = dx * sin_a + dy * cos_a, dx * cos_a - dy * sin_a
+            beyond = abs(along) - half if abs(along) > half else 0.0
+            weights.append(math.floor(math.exp(-(across * across + beyond * beyond) * inv_two_var) * WEIGHT_ONE + 0.5))
+    return torch.tensor(weights, dtype=torch.int64).reshape(2 * r + 1, 2 * r + 1)
+
+
+def streak_accumulator(ranges, seed: int, sample_id: int, height: int, width: int):
+    """Exact int64 (height, width) accumulation of one sample's seeds times its streak kernel."""
+    p = rain_sample(ranges, seed, sample_id)
+    r = p["radius"]
+    padded_h, padded_w = height + 2 * r, width + 2 * r
+    index = torch.arange(padded_h * padded_w)
+    words = random_blocks(seed, torch.tensor([sample_id]), RAIN_SEED_DOMAIN, index // 4)
+    lane = index % 4
+    bits = torch.stack([w[0] for w in words]).gather(0, lane[None])[0]
+    u = uniform_open01(bits)
+    values = torch.where(u >= 1.0 - p["amount"], torch.floor(256.0 * u).clamp(max=255), 0).to(torch.int64)
+    seeds = values.nonzero().flatten()
+    kernel = streak_kernel(p)
+    dy, dx = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
+    y = (seeds // padded_w - r)[:, None] + dy.flatten()[None]  # every (seed, tap) target
+    x = (seeds % padded_w - r)[:, None] + dx.flatten()[None]
+    contribution = values[seeds][:, None] * kernel.flatten()[None]
+    inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+    acc = torch.zeros(height * width, dtype=torch.int64)
+    acc.index_add_(0, (y * width + x)[inside], contribution[inside])
+    return acc.reshape(height, width), p
+
+
+def normalise_streak(acc: torch.Tensor) -> torch.Tensor:
+    lo, hi = int(acc.min()), int(acc.max())
+    if hi <= lo:
+        return torch.zeros(acc.shape, dtype=torch.float32)
+    return ((acc - lo).to(torch.float64) * 255.0 / float(hi - lo)).float()
+
+
+def _check_rain_args(op, seed, ranges):
+    check_seed(op, seed)
+    for name, value in zip(("amount", "thickness", "length", "angle", "alpha"), ranges):
+        check_range(op, name, value)
+
+
+def rain_streaks(sample_ids, height, width, seed, amount, thickness, length, angle) -> torch.Tensor:
+    op = "rain_streaks"
+    if height < 1 or width < 1:
+        raise ValueError(f"{op}: height and width must be >= 1, got {height}x{width}")
+    ranges = (amount, thickness, length, angle)
+    _check_rain_args(op, seed, ranges)
+    check_sample_ids(op, sample_ids, sample_ids.shape[0] if sample_ids.dim() == 1 else -1, sample_ids.device)
+    layers = [normalise_streak(streak_accumulator(ranges, seed, int(i), height, width)[0]) for i in sample_ids.tolist()]
+    out = torch.stack(layers)[:, None] if layers else torch.empty(0, 1, height, width)
+    return out.to(sample_ids.device)
+
+
+def add_rain(x, sample_ids, seed, amount, thickness, length, angle, alpha) -> torch.Tensor:
+    op = "add_rain"
+    check_image_batch(op, x)
+    ranges = (amount, thickness, length, angle, alpha)
+    _check_rain_args(op, seed, ranges)
+    check_sample_ids(op, sample_ids, x.shape[0], x.device)
+    out = torch.empty(x.shape, dtype=degraded_dtype(x))
+    src = x.cpu().to(torch.float64)
+    for b, sample_id in enumerate(sample_ids.tolist()):
+        acc, p = streak_accumulator(ranges, seed, sample_id, x.shape[2], x.shape[3])
+        layer = normalise_streak(acc).to(torch.float64)
+        out[b] = (src[b] + p["alpha"] * layer[None]).clamp(0, 255)
+    return out.to(x.device)
+
+
+def blend_streak(x: torch.Tensor, streak: torch.Tensor, alpha) -> torch.Tensor:
+    """clip(x + alpha * streak, 0, 255) for given grey layers (B or 1, 1, H, W)."""
+    op = "add_rain"
+    check_image_batch(op, x)
+    if not isinstance(streak, torch.Tensor) or streak.dim() != 4 or streak.shape[1] != 1:
+        raise ValueError(f"{op}: streak must be a (B, 1, H, W) layer, got {getattr(streak, 'shape', type(streak))}")
+    if streak.shape[0] not in (1, x.shape[0]) or streak.shape[2:] != x.shape[2:]:
+        raise ValueError(f"{op}: streak of shape {list(streak.shape)} does not fit images of shape {list(x.shape)}")
+    if streak.device != x.device:
+        raise ValueError(f"{op}: streak is on {streak.device} but x is on {x.device}; they must be on the same device")
+    out_dtype = degraded_dtype(x)
+    work = torch.promote_types(out_dtype, torch.float32)
+    return (x.to(work) + alpha * streak.to(work)).clamp_(0, 255).to(out_dtype)

@@ -1,0 +1,63 @@
+"""Chooses, per call, between the compiled kernels (torch.ops.ipt.*) and the reference."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from ._extension import ExtensionStatus, load
+
+EXTENSION: ExtensionStatus = load()
+
+if EXTENSION.module is not None:
+    from ._registrations import register as _register
+
+    _register()
+
+
+def op_names() -> list[str]:
+    """Names of the ops: the compiled schemas (csrc/ops.cpp), or the reference's list without them."""
+    if EXTENSION.module is None:
+        from . import reference
+
+        return sorted(reference.__all__)
+    return sorted(n.split("::", 1)[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("ipt::"))
+
+
+def kernel_devices(op: str) -> dict[str, bool]:
+    """Which devices have a compiled kernel for `op` (e.g. {'cpu': True, 'cuda': False})."""
+    if EXTENSION.module is None:
+        return {"cpu": False, "cuda": False}
+    return {
+        device: torch._C._dispatch_has_kernel_for_dispatch_key(f"ipt::{op}", key)
+        for device, key in (("cpu", "CPU"), ("cuda", "CUDA"))
+    }
+
+
+# Fixed once the extension is loaded; a plain dict, so torch.compile traces the lookups in use_kernel.
+_KERNELS: dict[tuple[str, str], bool] = {
+    (op, device): available
+    for op in (op_names() if EXTENSION.module is not None else [])
+    for device, available in kernel_devices(op).items()
+}
+_warned_devices: set[str] = set()
+
+
+def use_kernel(op: str, device: torch.device) -> bool:
+    """True when a compiled kernel of `op` serves `device`; otherwise warn once per device and let the
+    caller run the reference."""
+    if EXTENSION.module is None:
+        return False
+    if device.type == "meta":  # shape propagation: the registered fake kernels serve it
+        return True
+    available = _KERNELS.get((op, device.type), False)
+    if not available and device.type not in _warned_devices:
+        _warned_devices.add(device.type)
+        warnings.warn(
+            f"ipt._C has no {device.type} kernels (built with CUDA: {EXTENSION.with_cuda}); ipt.ops runs the "
+            f"pure-PyTorch reference on {device.type}. Rebuild with a CUDA torch and toolkit to get them.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return available

@@ -1,0 +1,92 @@
+"""Procedural rain streaks (the deraining task), seeded like the noise.
+
+A streak layer is made from sparse bright seeds smeared along a line of `length` pixels at `angle`
+degrees from vertical and widened by a Gaussian of standard deviation thickness / 2, then min-max
+normalised to [0, 255]; rain is added as clip(x + alpha * layer, 0, 255). Every sample draws its own
+parameters from the (low, high) ranges of a RainConfig, deterministically from (seed, sample id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import astuple, dataclass
+
+import torch
+
+from . import reference
+from ._checks import check_rain_config
+from ._dispatch import use_kernel
+from .noise import default_sample_ids
+
+
+@dataclass(frozen=True)
+class RainConfig:
+    """(low, high) ranges that each sample's rain parameters are drawn from, uniformly."""
+
+    amount: tuple[float, float]  # fraction of pixels that seed a streak
+    thickness: tuple[float, float]  # Gaussian width w in pixels (standard deviation w / 2)
+    length: tuple[float, float]  # streak length L in pixels
+    angle: tuple[float, float]  # degrees from vertical
+    alpha: tuple[float, float]  # blend strength of the layer
+
+    def ranges(self, with_alpha: bool = True) -> tuple[list[float], ...]:
+        values = astuple(self) if with_alpha else astuple(self)[:4]
+        return tuple([float(lo), float(hi)] for lo, hi in values)
+
+
+# Light rain like Rain100L: sparse, thin, near-vertical streaks. Heavy rain like Rain100H: dense, wide,
+# long streaks at any angle up to 60 degrees. (Recipe ranges from the IPT toolkit spec, section 2.)
+LIGHT_RAIN = RainConfig(amount=(0.002, 0.004), thickness=(1.0, 3.0), length=(25.0, 35.0), angle=(-10.0, 10.0),
+                        alpha=(0.6, 0.9))
+HEAVY_RAIN = RainConfig(amount=(0.004, 0.01), thickness=(2.0, 9.0), length=(30.0, 60.0), angle=(-60.0, 60.0),
+                        alpha=(0.7, 1.0))
+RAIN_PRESETS = {"light": LIGHT_RAIN, "heavy": HEAVY_RAIN}
+
+
+def resolve_rain(rain) -> RainConfig:
+    if isinstance(rain, str):
+        if rain not in RAIN_PRESETS:
+            raise ValueError(f"unknown rain preset {rain!r}; choose one of {sorted(RAIN_PRESETS)} or pass a RainConfig")
+        return RAIN_PRESETS[rain]
+    if not isinstance(rain, RainConfig):
+        raise TypeError(f"rain must be a preset name or a RainConfig, got {type(rain).__name__}")
+    check_rain_config(rain)
+    return rain
+
+
+def rain_streaks(sample_ids, height: int, width: int, seed: int, rain="light", *, device=None) -> torch.Tensor:
+    """Grey rain-streak layers (B, 1, height, width), float32 in [0, 255].
+
+    sample_ids: (B,) int64 tensor (its device is the output's), or an int B for ids 0 .. B-1 on
+    `device`. The layer of a sample depends only on (seed, sample id, height, width, rain).
+    """
+    if isinstance(sample_ids, int) and not isinstance(sample_ids, bool):
+        sample_ids = torch.arange(sample_ids, device=device)
+    config = resolve_rain(rain)
+    if isinstance(sample_ids, torch.Tensor) and use_kernel("rain_streaks", sample_ids.device):
+        return torch.ops.ipt.rain_streaks(sample_ids, height, width, seed, *config.ranges(with_alpha=False))
+    return reference.rain_streaks(sample_ids, height, width, seed, *config.ranges(with_alpha=False))
+
+
+def add_rain(x: torch.Tensor, seed: int | None = None, sample_ids=None, rain="light", *, streak=None, alpha=None):
+    """Add rain to (B, C, H, W) images: clip(x + alpha * streak, 0, 255), float output.
+
+    Procedural: add_rain(x, seed, sample_ids=None, rain="light" | "heavy" | RainConfig) draws each
+    sample's layer and alpha from (seed, sample id); one fused pass, no layer materialised.
+    Given layers: add_rain(x, streak=layer, alpha=1.0) blends grey layers (B or 1, 1, H, W) on the
+    0-255 scale, as the official pretraining does with pre-rendered streak images.
+    uint8 input gives float32, float input keeps its dtype.
+    """
+    if streak is not None:
+        if seed is not None or sample_ids is not None:
+            raise ValueError("add_rain: give either a streak layer or a seed (with sample_ids), not both")
+        return reference.blend_streak(x, streak, 1.0 if alpha is None else alpha)
+    if seed is None:
+        raise ValueError("add_rain: a seed is needed to draw rain (or pass streak=layer)")
+    if alpha is not None:
+        raise ValueError("add_rain: alpha is drawn from the RainConfig's alpha range; pass rain=RainConfig(...)")
+    config = resolve_rain(rain)
+    if isinstance(x, torch.Tensor):
+        sample_ids = default_sample_ids(x, sample_ids)
+        if use_kernel("add_rain", x.device):
+            return torch.ops.ipt.add_rain(x, sample_ids, seed, *config.ranges())
+    return reference.add_rain(x, sample_ids, seed, *config.ranges())

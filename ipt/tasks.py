@@ -1,0 +1,121 @@
+"""The IPT tasks as data: what each one is called, its scale, and how its input is made from a clean
+image. The official six are in the official index order (head i, tail i and task-embedding row i of
+the pretrained model); other tasks, e.g. the paper's noise levels 10 and 70, are made on demand.
+
+    task = get_task("sr2")                      # or get_task(0)
+    lr = task.degrade(hr_uint8, seed=7)         # float32 (B, C, 48, 48) from (B, C, 96, 96)
+    get_task("noise70")                         # a custom task: GaussianNoise(70), scale 1
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .ops import RainConfig, add_gaussian_noise, add_rain, bicubic_downsample
+
+LR_PATCH = 48  # the transformer body sees 48x48 feature maps (SPEC section 1)
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    return x.float() if x.dtype == torch.uint8 else x
+
+
+@dataclass(frozen=True)
+class BicubicDownsample:
+    """MATLAB bicubic downscaling; uint8 images take MATLAB's uint8 path, as SR benchmarks did."""
+
+    scale: int
+
+    def __call__(self, hr: torch.Tensor, seed: int, sample_ids=None) -> torch.Tensor:
+        return _as_float(bicubic_downsample(hr, self.scale))
+
+
+@dataclass(frozen=True)
+class GaussianNoise:
+    sigma: float
+
+    def __call__(self, hr: torch.Tensor, seed: int, sample_ids=None) -> torch.Tensor:
+        return add_gaussian_noise(hr, self.sigma, seed, sample_ids)
+
+
+@dataclass(frozen=True)
+class Rain:
+    rain: str | RainConfig = "light"
+
+    def __call__(self, hr: torch.Tensor, seed: int, sample_ids=None) -> torch.Tensor:
+        return add_rain(hr, seed, sample_ids, self.rain)
+
+
+Degradation = Callable[..., torch.Tensor]  # (hr, seed, sample_ids=None) -> degraded float image
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    scale: int  # output / input size of the model: 2, 3, 4 for SR, 1 for restoration
+    degradation: Degradation
+    index: int | None = None  # position in the official six; None for custom tasks
+
+    @property
+    def hr_crop(self) -> int:
+        """Side of the clean crop whose degraded version is the model's 48x48 input."""
+        return LR_PATCH * self.scale
+
+    def degrade(self, hr: torch.Tensor, seed: int, sample_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The model input for clean images hr (B, C, H, W) in [0, 255] (uint8 or float), on hr's
+        device: float (float32 for uint8 input), (H, W) / scale. Deterministic in (seed, sample ids)."""
+        return self.degradation(hr, seed, sample_ids)
+
+    def pair(self, hr: torch.Tensor, seed: int, sample_ids: torch.Tensor | None = None):
+        """(degraded input, clean float target) for a batch of clean crops."""
+        return self.degrade(hr, seed, sample_ids), _as_float(hr)
+
+
+TASKS: tuple[Task, ...] = (
+    Task("sr2", 2, BicubicDownsample(2), 0),
+    Task("sr3", 3, BicubicDownsample(3), 1),
+    Task("sr4", 4, BicubicDownsample(4), 2),
+    Task("rain", 1, Rain("light"), 3),
+    Task("noise30", 1, GaussianNoise(30.0), 4),
+    Task("noise50", 1, GaussianNoise(50.0), 5),
+)
+TASK_NAMES: tuple[str, ...] = tuple(t.name for t in TASKS)
+_BY_NAME = {t.name: t for t in TASKS}
+
+
+def noise_task(sigma: float) -> Task:
+    """A denoising task at another noise level (the paper's Table 4 uses 10 and 70)."""
+    return Task(f"noise{sigma:g}", 1, GaussianNoise(float(sigma)))
+
+
+def sr_task(scale: int) -> Task:
+    """Super-resolution at another integer scale."""
+    return Task(f"sr{scale}", scale, BicubicDownsample(scale))
+
+
+def get_task(task: str | int | Task) -> Task:
+    """A task by name ('sr2', 'noise30', ... or a custom 'noise10', 'sr8', 'rain-heavy'), by official
+    index (0-5), or a Task given as is."""
+    if isinstance(task, Task):
+        return task
+    if isinstance(task, int) and not isinstance(task, bool):
+        if not 0 <= task < len(TASKS):
+            raise ValueError(f"task index {task} is out of range: the official tasks are 0-5 {list(TASK_NAMES)}")
+        return TASKS[task]
+    if not isinstance(task, str):
+        raise TypeError(f"a task is a name, an index or a Task, got {type(task).__name__}")
+    if task in _BY_NAME:
+        return _BY_NAME[task]
+    if task == "rain-heavy":
+        return Task("rain-heavy", 1, Rain("heavy"))
+    if m := re.fullmatch(r"noise(\d+(?:\.\d+)?)", task):
+        return noise_task(float(m.group(1)))
+    if (m := re.fullmatch(r"sr(\d+)", task)) and int(m.group(1)) >= 2:
+        return sr_task(int(m.group(1)))
+    raise ValueError(
+        f"unknown task {task!r}: use one of {list(TASK_NAMES)}, 'rain-heavy', 'noise<sigma>' or 'sr<scale>'"
+    )
