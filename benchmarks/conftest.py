@@ -62,10 +62,10 @@ def _sync(device):
 
 @pytest.fixture
 def measure(benchmark):
-    """measure(fn, group=..., role=..., device=..., bytes_moved=..., items=..., speedup_targets=...)"""
+    """measure(fn, group=..., role=..., device=..., bytes_moved=..., items=..., speedup_targets=..., rounds=...)"""
 
     def run(fn, *, group, role, device="cpu", bytes_moved=None, items=None, speedup_targets=None,
-            bandwidth_targets=None):
+            bandwidth_targets=None, rounds=None):
         benchmark.group = group
         benchmark.extra_info.update(role=role, device=str(device))
 
@@ -73,7 +73,10 @@ def measure(benchmark):
             fn()
             _sync(device)
 
-        benchmark(call)
+        if rounds is None:
+            benchmark(call)
+        else:  # slow cases: a fixed number of timed rounds after one warm-up
+            benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=1)
         if benchmark.stats is None:  # --benchmark-disable: ran once, nothing measured
             return
         m = Measurement(group, role, benchmark.stats.stats.median, bytes_moved, items,

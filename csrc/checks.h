@@ -77,6 +77,36 @@ inline RainRanges check_rain_ranges(const char* op, at::ArrayRef<double> amount,
   return r;
 }
 
+inline void check_noise_args(const at::Tensor& x, double sigma, int64_t seed, const at::Tensor& sample_ids) {
+  constexpr const char* op = "add_gaussian_noise";
+  check_image_batch(op, x);
+  TORCH_CHECK_VALUE(std::isfinite(sigma) && sigma >= 0.0, op, ": sigma must be finite and >= 0, got ", sigma);
+  check_seed(op, seed);
+  check_sample_ids(op, sample_ids, x.size(0), x.device());
+}
+
+inline RainRanges check_rain_streaks_args(const at::Tensor& sample_ids, int64_t height, int64_t width, int64_t seed,
+                                          at::ArrayRef<double> amount, at::ArrayRef<double> thickness,
+                                          at::ArrayRef<double> length, at::ArrayRef<double> angle) {
+  constexpr const char* op = "rain_streaks";
+  TORCH_CHECK_VALUE(height >= 1 && width >= 1, op, ": height and width must be >= 1, got ", height, "x", width);
+  check_seed(op, seed);
+  check_sample_ids(op, sample_ids, sample_ids.dim() == 1 ? sample_ids.size(0) : -1, sample_ids.device());
+  return check_rain_ranges(op, amount, thickness, length, angle, {});
+}
+
+inline RainRanges check_add_rain_args(const at::Tensor& x, const at::Tensor& sample_ids, int64_t seed,
+                                      at::ArrayRef<double> amount, at::ArrayRef<double> thickness,
+                                      at::ArrayRef<double> length, at::ArrayRef<double> angle,
+                                      at::ArrayRef<double> alpha) {
+  constexpr const char* op = "add_rain";
+  check_image_batch(op, x);
+  check_seed(op, seed);
+  check_sample_ids(op, sample_ids, x.size(0), x.device());
+  TORCH_CHECK_VALUE(alpha.size() == 2, op, ": alpha must be a (low, high) pair");
+  return check_rain_ranges(op, amount, thickness, length, angle, alpha);
+}
+
 inline void check_resize_args(const at::Tensor& x, at::IntArrayRef size, at::ArrayRef<double> scale) {
   constexpr const char* op = "bicubic_resize";
   check_image_batch(op, x);

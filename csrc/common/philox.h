@@ -86,4 +86,10 @@ IPT_HOST_DEVICE void normals_from_block(const Philox4& block, double z[4]) {
   for (int k = 0; k < 4; ++k) z[k] = normal_quantile(uniform_open01(block.v[k]));
 }
 
+// clip(x + sigma * z, 0, 255): one noisy pixel on the 0-255 scale.
+IPT_HOST_DEVICE double add_noise_clipped(double x, double sigma, double z) {
+  const double v = x + sigma * z;
+  return v < 0.0 ? 0.0 : (v > 255.0 ? 255.0 : v);
+}
+
 }  // namespace ipt

@@ -25,19 +25,14 @@ void noise_kernel(const In* x, Out* out, const int64_t* ids, int64_t batch, int6
       const In* src = x + b * per_sample + first;
       Out* dst = out + b * per_sample + first;
       for (int64_t lane = 0; lane < count; ++lane) {
-        const double v = static_cast<double>(src[lane]) + sigma * z[lane];
-        dst[lane] = static_cast<Out>(v < 0.0 ? 0.0 : (v > 255.0 ? 255.0 : v));
+        dst[lane] = static_cast<Out>(add_noise_clipped(static_cast<double>(src[lane]), sigma, z[lane]));
       }
     }
   });
 }
 
 at::Tensor add_gaussian_noise_cpu(const at::Tensor& x_in, double sigma, int64_t seed, const at::Tensor& sample_ids) {
-  constexpr const char* op = "add_gaussian_noise";
-  check_image_batch(op, x_in);
-  TORCH_CHECK_VALUE(std::isfinite(sigma) && sigma >= 0.0, op, ": sigma must be finite and >= 0, got ", sigma);
-  check_seed(op, seed);
-  check_sample_ids(op, sample_ids, x_in.size(0), x_in.device());
+  check_noise_args(x_in, sigma, seed, sample_ids);
   at::Tensor out = at::empty(x_in.sizes(), x_in.options().dtype(degraded_dtype(x_in)));
   if (out.numel() == 0) return out;
   const at::Tensor x = x_in.contiguous();

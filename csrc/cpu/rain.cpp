@@ -63,11 +63,8 @@ void for_each_streak_layer(const at::Tensor& ids, int64_t height, int64_t width,
 at::Tensor rain_streaks_cpu(const at::Tensor& sample_ids, int64_t height, int64_t width, int64_t seed,
                             at::ArrayRef<double> amount, at::ArrayRef<double> thickness, at::ArrayRef<double> length,
                             at::ArrayRef<double> angle) {
-  constexpr const char* op = "rain_streaks";
-  TORCH_CHECK_VALUE(height >= 1 && width >= 1, op, ": height and width must be >= 1, got ", height, "x", width);
-  check_seed(op, seed);
-  check_sample_ids(op, sample_ids, sample_ids.dim() == 1 ? sample_ids.size(0) : -1, sample_ids.device());
-  const RainRanges ranges = check_rain_ranges(op, amount, thickness, length, angle, {});
+  const RainRanges ranges =
+      check_rain_streaks_args(sample_ids, height, width, seed, amount, thickness, length, angle);
   at::Tensor out = at::empty({sample_ids.size(0), 1, height, width}, sample_ids.options().dtype(at::kFloat));
   float* dst = out.mutable_data_ptr<float>();
   for_each_streak_layer(sample_ids.contiguous(), height, width, seed, ranges,
@@ -81,12 +78,7 @@ at::Tensor rain_streaks_cpu(const at::Tensor& sample_ids, int64_t height, int64_
 at::Tensor add_rain_cpu(const at::Tensor& x_in, const at::Tensor& sample_ids, int64_t seed,
                         at::ArrayRef<double> amount, at::ArrayRef<double> thickness, at::ArrayRef<double> length,
                         at::ArrayRef<double> angle, at::ArrayRef<double> alpha) {
-  constexpr const char* op = "add_rain";
-  check_image_batch(op, x_in);
-  check_seed(op, seed);
-  check_sample_ids(op, sample_ids, x_in.size(0), x_in.device());
-  TORCH_CHECK_VALUE(alpha.size() == 2, op, ": alpha must be a (low, high) pair");
-  const RainRanges ranges = check_rain_ranges(op, amount, thickness, length, angle, alpha);
+  const RainRanges ranges = check_add_rain_args(x_in, sample_ids, seed, amount, thickness, length, angle, alpha);
   at::Tensor out = at::empty(x_in.sizes(), x_in.options().dtype(degraded_dtype(x_in)));
   if (out.numel() == 0) return out;
   const at::Tensor x = x_in.contiguous();

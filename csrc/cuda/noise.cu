@@ -28,18 +28,13 @@ __global__ void noise_kernel(const In* __restrict__ x, Out* __restrict__ out, co
     const int64_t count = per_sample - first < 4 ? per_sample - first : 4;
     for (int64_t lane = 0; lane < count; ++lane) {
       const int64_t e = b * per_sample + first + lane;
-      const double v = static_cast<double>(x[e]) + sigma * z[lane];
-      out[e] = static_cast<Out>(v < 0.0 ? 0.0 : (v > 255.0 ? 255.0 : v));
+      out[e] = static_cast<Out>(add_noise_clipped(static_cast<double>(x[e]), sigma, z[lane]));
     }
   }
 }
 
 at::Tensor add_gaussian_noise_cuda(const at::Tensor& x_in, double sigma, int64_t seed, const at::Tensor& sample_ids) {
-  constexpr const char* op = "add_gaussian_noise";
-  check_image_batch(op, x_in);
-  TORCH_CHECK_VALUE(std::isfinite(sigma) && sigma >= 0.0, op, ": sigma must be finite and >= 0, got ", sigma);
-  check_seed(op, seed);
-  check_sample_ids(op, sample_ids, x_in.size(0), x_in.device());
+  check_noise_args(x_in, sigma, seed, sample_ids);
   const c10::cuda::CUDAGuard guard(x_in.device());
   at::Tensor out = at::empty(x_in.sizes(), x_in.options().dtype(degraded_dtype(x_in)));
   if (out.numel() == 0) return out;

@@ -1,0 +1,63 @@
+"""The IPT model: training-step throughput of the fused vs the plain body path, and tiled inference.
+
+- forward + backward, batch 64 of 48x48 inputs: a small config on CPU; the paper's config in bf16 on
+  GPU. Reported in samples/s.
+- a 512x512 image through tiled inference, "official" (forward_chop) vs "fast" mode.
+  Target: fast >= 5x official.
+"""
+
+import pytest
+import torch
+
+from ipt.inference import tiled_forward
+from ipt.model import IPT, IPTConfig
+
+from conftest import CUDA
+
+BATCH = 64
+SMALL_48 = IPTConfig(n_feats=16, patch_size=48, patch_dim=3, num_heads=4, num_layers=2)
+
+
+def _train_step(model, x, target):
+    out, features = model(x, 0, return_features=True)
+    loss = (out - target).abs().mean() + 1e-3 * features.square().mean()
+    loss.backward()
+
+
+@pytest.mark.parametrize("path", ["fused", "plain"])
+@pytest.mark.parametrize("setup", [pytest.param("small-cpu"), pytest.param("ipt-bf16-cuda", marks=CUDA)])
+def test_forward_backward(measure, setup, path):
+    device = "cuda" if setup.endswith("cuda") else "cpu"
+    config = SMALL_48 if setup.startswith("small") else IPTConfig()
+    torch.manual_seed(0)
+    model = IPT(["sr2"], config).to(device).train()
+    model.fused = path == "fused"
+    x = torch.rand(BATCH, 3, 48, 48, device=device) * 255
+    target = torch.rand(BATCH, 3, 96, 96, device=device) * 255
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        with autocast:
+            _train_step(model, x, target)
+
+    measure(step, group=f"forward+backward {setup} batch {BATCH}", role=path, device=device, items=BATCH,
+            speedup_targets={"plain": 1.0} if path == "fused" else {}, rounds=5)
+
+
+@pytest.mark.parametrize("mode", ["fast", "official"])
+@pytest.mark.parametrize("setup", [pytest.param("small-cpu"), pytest.param("ipt-bf16-cuda", marks=CUDA)])
+def test_tiled_inference_512(measure, setup, mode):
+    device = "cuda" if setup.endswith("cuda") else "cpu"
+    config = SMALL_48 if setup.startswith("small") else IPTConfig()
+    torch.manual_seed(0)
+    model = IPT(["sr2"], config).to(device).eval()
+    image = torch.rand(3, 512, 512, device=device) * 255
+
+    def model_fn(tiles):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            return model(tiles, 0)
+
+    measure(lambda: tiled_forward(model_fn, image, 2, mode=mode, progress=False),
+            group=f"tiled inference 512x512 x2 {setup}", role=mode, device=device, items=1,
+            speedup_targets={"official": 5.0} if mode == "fast" else {}, rounds=3)
