@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -144,6 +144,9 @@ class BuildWithFacts(BuildExtension):
 EXTENSION, BUILD_FACTS = _extension()
 
 setup(
+    # pipelines/ installs as ipt.pipelines: importable after install without claiming a top-level name
+    packages=find_packages(include=["ipt", "ipt.*"]) + ["ipt.pipelines"],
+    package_dir={"ipt.pipelines": "pipelines"},
     ext_modules=[EXTENSION],
     cmdclass={"build_ext": BuildWithFacts},
     options={"bdist_wheel": {"py_limited_api": "cp310"}},

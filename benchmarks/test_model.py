@@ -18,6 +18,14 @@ BATCH = 64
 SMALL_48 = IPTConfig(n_feats=16, patch_size=48, patch_dim=3, num_heads=4, num_layers=2)
 
 
+def _setup(setup: str, train: bool):
+    """(device, model, autocast) for 'small-cpu' (fp32) or 'ipt-bf16-cuda'."""
+    device = "cuda" if setup.endswith("cuda") else "cpu"
+    torch.manual_seed(0)
+    model = IPT(["sr2"], SMALL_48 if setup.startswith("small") else IPTConfig()).to(device).train(train)
+    return device, model, torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
+
+
 def _train_step(model, x, target):
     out, features = model(x, 0, return_features=True)
     loss = (out - target).abs().mean() + 1e-3 * features.square().mean()
@@ -27,14 +35,10 @@ def _train_step(model, x, target):
 @pytest.mark.parametrize("path", ["fused", "plain"])
 @pytest.mark.parametrize("setup", [pytest.param("small-cpu"), pytest.param("ipt-bf16-cuda", marks=CUDA)])
 def test_forward_backward(measure, setup, path):
-    device = "cuda" if setup.endswith("cuda") else "cpu"
-    config = SMALL_48 if setup.startswith("small") else IPTConfig()
-    torch.manual_seed(0)
-    model = IPT(["sr2"], config).to(device).train()
+    device, model, autocast = _setup(setup, train=True)
     model.fused = path == "fused"
     x = torch.rand(BATCH, 3, 48, 48, device=device) * 255
     target = torch.rand(BATCH, 3, 96, 96, device=device) * 255
-    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
 
     def step():
         model.zero_grad(set_to_none=True)
@@ -48,14 +52,11 @@ def test_forward_backward(measure, setup, path):
 @pytest.mark.parametrize("mode", ["fast", "official"])
 @pytest.mark.parametrize("setup", [pytest.param("small-cpu"), pytest.param("ipt-bf16-cuda", marks=CUDA)])
 def test_tiled_inference_512(measure, setup, mode):
-    device = "cuda" if setup.endswith("cuda") else "cpu"
-    config = SMALL_48 if setup.startswith("small") else IPTConfig()
-    torch.manual_seed(0)
-    model = IPT(["sr2"], config).to(device).eval()
+    device, model, autocast = _setup(setup, train=False)
     image = torch.rand(3, 512, 512, device=device) * 255
 
     def model_fn(tiles):
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+        with autocast:
             return model(tiles, 0)
 
     measure(lambda: tiled_forward(model_fn, image, 2, mode=mode, progress=False),

@@ -8,6 +8,13 @@ import sys
 from .inference import MODES, PRECISIONS
 
 
+def tool_parser(prog: str, doc: str, weights_required: bool = True) -> argparse.ArgumentParser:
+    """A parser for `python -m ipt.<tool>` with the model and tiling options every tool shares."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(parser, weights_required)
+    return parser
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, weights_required: bool = True) -> None:
     parser.add_argument("--task", required=True, help="sr2, sr3, sr4, rain, noise30, noise50 (or noise<sigma>, sr<k>)")
     parser.add_argument("--weights", required=weights_required,

@@ -10,7 +10,6 @@ the scale, exactly how SR benchmarks were made). Without --data: the built-in sa
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from . import metrics
-from .cli import add_model_arguments, restorer_from_args, run_main
+from .cli import restorer_from_args, run_main, tool_parser
 from .data.folders import find_pairs
 from .data.images import read_image
 from .data.samples import sample_images_dir
@@ -87,9 +86,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m ipt.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_arguments(parser)
+    parser = tool_parser("python -m ipt.evaluate", __doc__)
     parser.add_argument("--data", default=None, help="data folder (default: the built-in sample photographs)")
     parser.add_argument("--out", default=None, help="folder for metrics.csv and metrics.json (default ./ipt_eval_TASK)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the on-the-fly degradations")

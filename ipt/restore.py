@@ -6,12 +6,11 @@ the result side by side.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
-from .cli import add_model_arguments, restorer_from_args, run_main
+from .cli import restorer_from_args, run_main, tool_parser
 from .data.images import list_images, read_image, write_image
 
 
@@ -24,9 +23,7 @@ def side_by_side(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m ipt.restore", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_arguments(parser)
+    parser = tool_parser("python -m ipt.restore", __doc__)
     parser.add_argument("--input", required=True, help="an image file or a folder of images")
     parser.add_argument("--output", required=True, help="an image file (for one input) or a folder")
     parser.add_argument("--compare", action="store_true", help="also write NAME_compare.png: input | result")

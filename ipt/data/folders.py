@@ -69,3 +69,28 @@ def find_pairs(root, scale: int = 1, recursive: bool = True) -> tuple[str, list[
     if not pairs:
         raise DataLayoutError(f"{root}: no images found (looked for {layout} images)")
     return layout, pairs
+
+
+def find_training_images(source) -> list[Path]:
+    """Image files of a pretraining set: a folder (searched recursively, so an ImageNet tree with class
+    sub-folders works as well as a flat folder), or a text file listing one image path per line
+    (relative paths are relative to the list's folder; blank lines and # comments ignored)."""
+    source = Path(source)
+    if source.is_dir():
+        paths = list_images(source, recursive=True)
+    elif source.is_file():
+        paths = []
+        for n, line in enumerate(source.read_text().splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            path = Path(line) if Path(line).is_absolute() else source.parent / line
+            paths.append(path)
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise DataLayoutError(f"{source}: {len(missing)} listed files do not exist (e.g. {[str(p) for p in missing[:3]]})")
+    else:
+        raise DataLayoutError(f"{source}: no such data folder or file list")
+    if not paths:
+        raise DataLayoutError(f"{source}: no images found")
+    return paths

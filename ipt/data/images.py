@@ -6,7 +6,6 @@ cannot be decoded raises UnreadableImageError naming it. scikit-image (imageio/P
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -56,13 +55,11 @@ def read_image(path) -> np.ndarray:
     if not path.is_file():
         raise UnreadableImageError(f"{path}: no such image file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow warns about odd metadata; the pixels are what counts
-            with Image.open(path) as img:
-                img.load()
-                if img.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
-                    img = img.convert("RGBA" if "transparency" in img.info or img.mode == "PA" else "RGB")
-                array = np.array(img)
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
+                img = img.convert("RGBA" if "transparency" in img.info or img.mode == "PA" else "RGB")
+            array = np.array(img)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise UnreadableImageError(f"{path}: cannot decode the image ({error})") from None
     return to_rgb_uint8(array, str(path))

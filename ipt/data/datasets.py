@@ -1,0 +1,89 @@
+"""Training data sets as checked lists of images: clean images for pretraining, pairs for fine-tuning."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from .folders import DataLayoutError, find_pairs, find_training_images
+from .samples import sample_images_dir
+from .scan import ImageRecord, scan_images
+
+
+@dataclass(frozen=True)
+class TrainingImages:
+    """Clean images; every crop is taken from one image."""
+
+    records: tuple[ImageRecord, ...]
+    source: str
+
+    @property
+    def sizes(self) -> tuple[tuple[int, int], ...]:
+        return tuple((r.height, r.width) for r in self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    name: str
+    input: ImageRecord
+    target: ImageRecord
+
+
+@dataclass(frozen=True)
+class ImagePairs:
+    """(degraded input, clean target) pairs; targets are `scale` times the inputs' size."""
+
+    records: tuple[PairRecord, ...]
+    scale: int
+    source: str
+
+    @property
+    def sizes(self) -> tuple[tuple[int, int], ...]:
+        """Sizes of the inputs: crops are placed in input coordinates."""
+        return tuple((r.input.height, r.input.width) for r in self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def load_training_images(source=None, min_size: int = 0, cache="default", full_check: bool = False) -> TrainingImages:
+    """Finds and checks the images of a pretraining set (default: the built-in sample photographs).
+    Unusable files are skipped with one counted warning; no usable image at all is an error."""
+    source = Path(source) if source is not None else sample_images_dir()
+    report = scan_images(find_training_images(source), min_size=min_size, cache=cache, full=full_check)
+    report.warn(f"images of {source}")
+    if not report.records:
+        raise DataLayoutError(f"{source}: none of its images is usable ({dict(report.skipped)})")
+    return TrainingImages(tuple(report.records), str(source))
+
+
+def load_image_pairs(root, scale: int = 1, min_size: int = 0, cache="default", full_check: bool = False) -> ImagePairs:
+    """Finds and checks (input, target) pairs: input/ + target/ or HR/ + LR_bicubic/X{scale}/.
+    A missing partner or a target that is not `scale` times its input is an error; unusable or
+    too small pairs are skipped with one counted warning."""
+    layout, pairs = find_pairs(root, scale)
+    if layout == "clean":
+        raise DataLayoutError(f"{root}: expected pairs (input/ + target/, or HR/ + LR_bicubic/X{scale}/), "
+                              "found only clean images")
+    inputs = scan_images([p.input for p in pairs], min_size=min_size, cache=cache, full=full_check)
+    targets = scan_images([p.target for p in pairs], min_size=min_size * scale, cache=cache, full=full_check)
+    by_path = {r.path: r for r in inputs.records}, {r.path: r for r in targets.records}
+    records, dropped = [], 0
+    for pair in pairs:
+        i, t = by_path[0].get(str(pair.input)), by_path[1].get(str(pair.target))
+        if i is None or t is None:
+            dropped += 1
+            continue
+        if t.height < i.height * scale or t.width < i.width * scale:
+            raise DataLayoutError(f"{pair.name}: target {t.width}x{t.height} is not {scale}x its input {i.width}x{i.height}")
+        records.append(PairRecord(pair.name, i, t))
+    if dropped:
+        problems = {**{f"inputs {k}": v for k, v in inputs.skipped.items()}, **{f"targets {k}": v for k, v in targets.skipped.items()}}
+        warnings.warn(f"{root}: skipped {dropped} of {len(pairs)} pairs ({problems})", RuntimeWarning, stacklevel=2)
+    if not records:
+        raise DataLayoutError(f"{root}: no usable pairs")
+    return ImagePairs(tuple(records), scale, str(root))

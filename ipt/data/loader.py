@@ -1,0 +1,109 @@
+"""The torch DataLoader path: the same batches as the DALI pipelines (ipt.pipelines), decoded with
+Pillow in worker processes. Used when DALI is missing or by choice; the trainer takes either."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .batch import Batch, augment, crop
+from .datasets import ImagePairs, TrainingImages
+from .images import UnreadableImageError, read_image
+from .plan import EpochPlan, distributed_shard
+
+
+class PlannedBatches(torch.utils.data.Dataset):
+    """Batch k of an epoch plan, decoded (one batch per worker task)."""
+
+    def __init__(self, data, plan: EpochPlan, start: int, skip: frozenset):
+        self.data, self.plan, self.start, self.skip = data, plan, start, skip
+
+    def __len__(self) -> int:
+        return len(self.plan) - self.start
+
+    def _read(self, record, top, left, size, spec, skipped):
+        try:
+            return augment(crop(read_image(record.path), top, left, size), spec)
+        except UnreadableImageError:
+            skipped.append(record.path)
+            return None
+
+    def __getitem__(self, i: int) -> dict:
+        spec = self.plan.batch(self.start + i)
+        hr, lr, ids, skipped = [], [], [], []
+        for s in spec.samples:
+            record = self.data.records[s.item]
+            if isinstance(self.data, ImagePairs):
+                paths = (record.input.path, record.target.path)
+                if paths[0] in self.skip or paths[1] in self.skip:
+                    continue
+                scale = self.data.scale
+                low = self._read(record.input, s.top, s.left, spec.crop, s, skipped)
+                high = self._read(record.target, s.top * scale, s.left * scale, spec.crop * scale, s, skipped)
+                if low is None or high is None:
+                    continue
+                lr.append(low)
+                hr.append(high)
+            else:
+                if record.path in self.skip:
+                    continue
+                image = self._read(record, s.top, s.left, spec.crop, s, skipped)
+                if image is None:
+                    continue
+                hr.append(image)
+            ids.append(s.sample_id)
+        if not hr:
+            raise UnreadableImageError(f"every image of batch {spec.index} (epoch {spec.epoch}) is unusable: {skipped}")
+
+        def stack(images):
+            return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+
+        return {"hr": stack(hr), "lr": stack(lr) if lr else None, "task": spec.task, "index": spec.index,
+                "sample_ids": torch.tensor(ids, dtype=torch.int64), "skipped": skipped}
+
+
+class TorchLoader:
+    """Batches of random crops (flips and quarter turns when augmenting) from TrainingImages or
+    ImagePairs, sharded by rank, deterministic in the seed.
+
+    crops: crop side per task -- for clean images the HR crop (48 * scale); for pairs the input crop.
+    """
+
+    backend = "torch"
+
+    def __init__(self, data: TrainingImages | ImagePairs, crops: Sequence[int], batch_size: int, seed: int = 0, *,
+                 workers: int = 2, device="cpu", repeat: int = 1, last_batch: str = "drop", augment: bool = True,
+                 rank: int | None = None, world: int | None = None):
+        if rank is None or world is None:
+            rank, world = distributed_shard()
+        self.data, self.crops, self.batch_size, self.seed = data, tuple(crops), batch_size, seed
+        self.workers, self.device = workers, torch.device(device)
+        self.repeat, self.last_batch, self.augment = repeat, last_batch, augment
+        self.rank, self.world = rank, world
+        self.bad_files: set[str] = set()  # found unusable while loading; skipped from then on
+        self.plan(0)  # validates the arguments now, before any training starts
+
+    def plan(self, epoch: int) -> EpochPlan:
+        return EpochPlan(self.data.sizes, self.crops, self.batch_size, self.seed, epoch, self.rank, self.world,
+                         self.repeat, self.last_batch, self.augment)
+
+    def __len__(self) -> int:
+        return len(self.plan(0))
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """The batches of one epoch, from batch `start` on (to resume mid-epoch)."""
+        dataset = PlannedBatches(self.data, self.plan(epoch), start, frozenset(self.bad_files))
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=None, shuffle=False, num_workers=self.workers,
+            pin_memory=self.device.type == "cuda", prefetch_factor=4 if self.workers else None,
+        )
+        for item in loader:
+            if item["skipped"]:
+                self.bad_files.update(item["skipped"])
+                warnings.warn(f"skipped {len(item['skipped'])} unreadable images in batch {item['index']} "
+                              f"(e.g. {item['skipped'][0]}); {len(self.bad_files)} so far", RuntimeWarning)
+            batch = Batch(item["hr"], item["task"], item["sample_ids"], epoch, item["index"], item["lr"], item["skipped"])
+            yield batch.to(self.device) if self.device.type != "cpu" else batch

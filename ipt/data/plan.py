@@ -1,0 +1,125 @@
+"""What every batch of an epoch holds, decided up front and deterministically.
+
+Both loaders (DALI and the torch DataLoader) take their batches from an EpochPlan, so they deliver
+the same images, crops, flips and rotations, and each batch's task, for the same seed:
+
+- order: a permutation of the epoch's slots (each image `repeat` times) from (seed, epoch);
+- sharding: slot list padded by wrapping to a multiple of the number of ranks, then rank r takes
+  every R-th slot (disjoint shards covering all the data; equal lengths, as DDP needs);
+- batches: consecutive runs of a shard; the last partial batch is dropped ("drop"), kept ("partial")
+  or completed by wrapping ("fill");
+- the task of batch k: drawn from (seed, epoch) alone, so every rank trains the same task together;
+- each sample's crop position, flips and 90-degree rotation: drawn from (seed, epoch, slot), so they
+  do not depend on the rank, the worker or the batch a sample lands in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+LAST_BATCH_POLICIES = ("drop", "partial", "fill")
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    item: int  # index into the data set's records
+    sample_id: int  # unique per (epoch, slot): keys the seeded degradations
+    top: int  # crop origin in the (low-resolution, for pairs) image
+    left: int
+    flip_h: bool
+    flip_v: bool
+    rot90: int  # counter-clockwise quarter turns, 0-3
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    epoch: int
+    index: int  # position of the batch in this rank's epoch
+    task: int  # index into the plan's crop sizes (the tasks)
+    crop: int  # crop side in the (low-resolution, for pairs) image
+    samples: tuple[SampleSpec, ...]
+
+
+def _rng(*key) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([int(k) for k in key]))
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    sizes: tuple[tuple[int, int], ...]  # (height, width) of each record, in crop units' image
+    crops: tuple[int, ...]  # crop side per task (the image the anchors refer to)
+    batch_size: int
+    seed: int
+    epoch: int
+    rank: int = 0
+    world: int = 1
+    repeat: int = 1
+    last_batch: str = "drop"
+    augment: bool = True
+
+    def __post_init__(self):
+        if self.last_batch not in LAST_BATCH_POLICIES:
+            raise ValueError(f"last_batch must be one of {LAST_BATCH_POLICIES}, got {self.last_batch!r}")
+        if not 0 <= self.rank < self.world:
+            raise ValueError(f"rank {self.rank} is not in [0, {self.world})")
+        if self.batch_size < 1 or self.repeat < 1 or not self.crops:
+            raise ValueError("batch_size and repeat must be >= 1 and there must be at least one task")
+        if not self.sizes:
+            raise ValueError("the data set is empty")
+        small = min(min(s) for s in self.sizes)
+        if small < max(self.crops):
+            raise ValueError(f"an image of {small} px is smaller than the largest crop ({max(self.crops)} px); "
+                             "scan the data with min_size set to the crop")
+
+    @property
+    def num_slots(self) -> int:
+        return len(self.sizes) * self.repeat
+
+    @cached_property
+    def shard(self) -> np.ndarray:
+        """This rank's slots, in order."""
+        order = _rng(self.seed, self.epoch, 0).permutation(self.num_slots)
+        pad = (-len(order)) % self.world
+        order = np.concatenate([order, order[:pad]])
+        return order[self.rank :: self.world]
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.shard), self.batch_size)
+        return full + (rest > 0 and self.last_batch != "drop")
+
+    @cached_property
+    def tasks(self) -> np.ndarray:
+        return _rng(self.seed, self.epoch, 1).integers(0, len(self.crops), size=max(len(self), 1))
+
+    def sample(self, slot: int, crop: int) -> SampleSpec:
+        item = int(slot % len(self.sizes))
+        height, width = self.sizes[item]
+        u = _rng(self.seed, self.epoch, 2, slot).random(5)
+        top, left = int(u[0] * (height - crop + 1)), int(u[1] * (width - crop + 1))
+        if not self.augment:
+            return SampleSpec(item, self.epoch * self.num_slots + int(slot), top, left, False, False, 0)
+        return SampleSpec(item, self.epoch * self.num_slots + int(slot), top, left, bool(u[2] < 0.5), bool(u[3] < 0.5),
+                          int(u[4] * 4))
+
+    def batch(self, k: int) -> BatchSpec:
+        if not 0 <= k < len(self):
+            raise IndexError(f"batch {k} of an epoch of {len(self)} batches")
+        start = k * self.batch_size
+        slots = self.shard[start : start + self.batch_size]
+        if len(slots) < self.batch_size and self.last_batch == "fill":
+            slots = np.concatenate([slots, np.resize(self.shard, self.batch_size - len(slots))])
+        task = int(self.tasks[k])
+        crop = self.crops[task]
+        return BatchSpec(self.epoch, k, task, crop, tuple(self.sample(int(s), crop) for s in slots))
+
+
+def distributed_shard() -> tuple[int, int]:
+    """(rank, world size) from torch.distributed when it is initialised, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1

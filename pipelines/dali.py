@@ -1,0 +1,201 @@
+"""The DALI pipeline and its driver.
+
+One pipeline serves clean images and pairs. Python decides everything random (ipt.data.plan: order,
+shards, task per batch, crop, flips, rotation) and feeds it through external_source with the encoded
+bytes; DALI decodes only the crop (decoders.image_slice with absolute anchors), flips, rotates and
+transposes to CHW in its own threads. The decoder settings match Pillow's (fancy JPEG upsampling, no
+EXIF rotation), so on the CPU both loaders give identical pixels.
+
+A file that passed the pre-training scan can still fail to decode, and DALI then aborts the pipeline
+for good. The driver then decodes the files of the batches in flight with Pillow, skips the culprits
+(counted warning), builds a new pipeline and resumes at the first unfinished batch: no lost epoch.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import deque
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ipt.data.batch import Batch
+from ipt.data.datasets import ImagePairs, TrainingImages
+from ipt.data.images import UnreadableImageError, read_image
+from ipt.data.plan import EpochPlan, distributed_shard
+
+
+def dali_available() -> bool:
+    try:
+        import nvidia.dali  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _decode_crop_augment(encoded, anchor, shape, flip_h, flip_v, angle, gpu: bool):
+    from nvidia.dali import fn, types
+
+    image = fn.decoders.image_slice(
+        encoded, anchor, shape, device="mixed" if gpu else "cpu", normalized_anchor=False, normalized_shape=False,
+        output_type=types.RGB, jpeg_fancy_upsampling=True, adjust_orientation=False,
+    )
+    image = fn.flip(image, horizontal=flip_h, vertical=flip_v)
+    image = fn.rotate(image, angle=angle, interp_type=types.INTERP_NN, keep_size=False)
+    return fn.transpose(image, perm=[2, 0, 1])  # HWC -> CHW
+
+
+def build_pipeline(source, paired: bool, batch_size: int, threads: int, device_id: int | None, seed: int):
+    from nvidia.dali import fn, pipeline_def
+
+    @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=device_id, seed=seed, prefetch_queue_depth=2)
+    def crops():
+        if paired:
+            enc_lr, anc_lr, shp_lr, enc_hr, anc_hr, shp_hr, flip_h, flip_v, angle = fn.external_source(
+                source=source, num_outputs=9, batch=True)
+            return (_decode_crop_augment(enc_hr, anc_hr, shp_hr, flip_h, flip_v, angle, device_id is not None),
+                    _decode_crop_augment(enc_lr, anc_lr, shp_lr, flip_h, flip_v, angle, device_id is not None))
+        enc, anc, shp, flip_h, flip_v, angle = fn.external_source(source=source, num_outputs=6, batch=True)
+        return (_decode_crop_augment(enc, anc, shp, flip_h, flip_v, angle, device_id is not None),)
+
+    pipe = crops()
+    pipe.build()
+    return pipe
+
+
+class PlanSource:
+    """external_source callback: the next batch of the plan as encoded bytes and crop/augment arguments;
+    remembers what it handed out until the driver has taken the results."""
+
+    def __init__(self, data, skip: set):
+        self.data, self.skip = data, skip
+        self.plan, self.next = None, 0
+        self.in_flight: deque = deque()  # (BatchSpec, samples) fed but not yet returned
+
+    def restart(self, plan: EpochPlan, start: int) -> None:
+        self.plan, self.next = plan, start
+        self.in_flight.clear()
+
+    def _files(self, sample):
+        record = self.data.records[sample.item]
+        return (record.input.path, record.target.path) if isinstance(self.data, ImagePairs) else (record.path,)
+
+    def __call__(self):
+        while self.next < len(self.plan):
+            spec = self.plan.batch(self.next)
+            self.next += 1
+            samples = [s for s in spec.samples if not any(f in self.skip for f in self._files(s))]
+            if samples:
+                break
+        else:
+            raise StopIteration
+        self.in_flight.append((spec, samples))
+        flip_h = [np.array(int(s.flip_h), np.int32) for s in samples]
+        flip_v = [np.array(int(s.flip_v), np.int32) for s in samples]
+        angle = [np.array(90.0 * s.rot90, np.float32) for s in samples]
+
+        def crop_args(path, top, left, size):
+            return (np.fromfile(path, dtype=np.uint8), np.array([left, top], np.int32), np.array([size, size], np.int32))
+
+        if isinstance(self.data, ImagePairs):
+            s_ = self.data.scale
+            low = [crop_args(self.data.records[s.item].input.path, s.top, s.left, spec.crop) for s in samples]
+            high = [crop_args(self.data.records[s.item].target.path, s.top * s_, s.left * s_, spec.crop * s_) for s in samples]
+            return (*map(list, zip(*low)), *map(list, zip(*high)), flip_h, flip_v, angle)
+        args = [crop_args(self.data.records[s.item].path, s.top, s.left, spec.crop) for s in samples]
+        return (*map(list, zip(*args)), flip_h, flip_v, angle)
+
+
+class DaliLoader:
+    """Same interface and batches as ipt.data.loader.TorchLoader, with DALI doing the decoding.
+
+    device: "cpu" runs DALI's CPU operators (device_id=None); a CUDA device decodes on that GPU and
+    yields CUDA tensors. threads: DALI worker threads.
+    """
+
+    backend = "dali"
+
+    def __init__(self, data: TrainingImages | ImagePairs, crops: Sequence[int], batch_size: int, seed: int = 0, *,
+                 threads: int = 2, device="cpu", repeat: int = 1, last_batch: str = "drop", augment: bool = True,
+                 rank: int | None = None, world: int | None = None):
+        if not dali_available():
+            raise ImportError("DALI is not installed: pip install nvidia-dali-cuda130 (or use the torch loader)")
+        if rank is None or world is None:
+            rank, world = distributed_shard()
+        self.data, self.crops, self.batch_size, self.seed = data, tuple(crops), batch_size, seed
+        self.threads, self.device = threads, torch.device(device)
+        self.repeat, self.last_batch, self.augment = repeat, last_batch, augment
+        self.rank, self.world = rank, world
+        self.bad_files: set[str] = set()
+        self.paired = isinstance(data, ImagePairs)
+        self.plan(0)  # validates the arguments now
+        self._source = PlanSource(data, self.bad_files)
+        self._pipe = None  # built on first use, reused across epochs, rebuilt after a decode failure
+
+    def plan(self, epoch: int) -> EpochPlan:
+        return EpochPlan(self.data.sizes, self.crops, self.batch_size, self.seed, epoch, self.rank, self.world,
+                         self.repeat, self.last_batch, self.augment)
+
+    def __len__(self) -> int:
+        return len(self.plan(0))
+
+    def _to_torch(self, tensor_list) -> torch.Tensor:
+        if self.device.type == "cuda":
+            from nvidia.dali.plugin.pytorch import feed_ndarray
+
+            dense = tensor_list.as_tensor()
+            out = torch.empty(dense.shape(), dtype=torch.uint8, device=self.device)
+            feed_ndarray(dense, out, cuda_stream=torch.cuda.current_stream(self.device))
+            return out
+        return torch.from_numpy(np.array(tensor_list.as_tensor()))
+
+    def _culprits(self, in_flight) -> set[str]:
+        """Files of the in-flight batches that Pillow cannot decode either."""
+        bad = set()
+        for _, samples in in_flight:
+            for s in samples:
+                record = self.data.records[s.item]
+                for path in ((record.input.path, record.target.path) if self.paired else (record.path,)):
+                    try:
+                        read_image(path)
+                    except UnreadableImageError:
+                        bad.add(path)
+        return bad
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        plan = self.plan(epoch)
+        device_id = self.device.index or 0 if self.device.type == "cuda" else None
+        k = start
+        source = self._source
+        while k < len(plan):
+            if self._pipe is None:
+                self._pipe = build_pipeline(source, self.paired, self.batch_size, self.threads, device_id,
+                                            self.seed + self.rank)
+            else:
+                self._pipe.reset()
+            source.restart(plan, k)
+            pipe = self._pipe
+            try:
+                while True:
+                    try:
+                        outputs = pipe.run()
+                    except StopIteration:
+                        return
+                    spec, samples = source.in_flight.popleft()
+                    k = spec.index + 1
+                    hr = self._to_torch(outputs[0])
+                    lr = self._to_torch(outputs[1]) if self.paired else None
+                    ids = torch.tensor([s.sample_id for s in samples], dtype=torch.int64, device=hr.device)
+                    yield Batch(hr, spec.task, ids, epoch, spec.index, lr)
+            except RuntimeError as error:
+                if isinstance(error.__cause__, StopIteration) or "StopIteration" in str(error):
+                    return
+                self._pipe = None  # DALI pipelines do not recover from a failed run: build a new one
+                bad = self._culprits(source.in_flight)
+                if not bad:
+                    raise
+                self.bad_files |= bad
+                warnings.warn(f"DALI could not decode {len(bad)} images (e.g. {sorted(bad)[0]}); skipping them and "
+                              f"resuming at batch {k} of epoch {epoch} ({len(self.bad_files)} skipped so far)",
+                              RuntimeWarning)
