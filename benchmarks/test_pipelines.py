@@ -7,7 +7,6 @@ Target (CPU): DALI >= 1.5x the DataLoader path. On a GPU the DALI pipeline decod
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from ipt.data import degrade_batch, load_training_images, make_loader

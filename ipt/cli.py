@@ -38,9 +38,47 @@ def run_main(main) -> None:
     from .data.folders import DataLayoutError
     from .data.images import UnreadableImageError
     from .model.checkpoint import CheckpointError
+    from .train.state import CheckpointWriteError
 
     try:
         main()
-    except (CheckpointError, DataLayoutError, UnreadableImageError, FileNotFoundError, ValueError) as error:
+    except (CheckpointError, CheckpointWriteError, DataLayoutError, UnreadableImageError, FileNotFoundError,
+            ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, default_out: str) -> None:
+    """Options shared by ipt.pretrain and ipt.finetune; unset ones keep the config's values."""
+    parser.add_argument("--dali", action="store_true", help="load data with the DALI pipeline (else torch DataLoader)")
+    parser.add_argument("--out", default=default_out, help="checkpoints, logs and the final model (default %(default)s)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    parser.add_argument("--steps", type=int, help="stop after this many optimizer steps")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int, help="global batch: images per optimizer step over all ranks")
+    parser.add_argument("--micro-batch", type=int, help="images per forward pass on one rank (accumulates the rest)")
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--workers", type=int, help="DataLoader processes or DALI threads per rank")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--amp", choices=("auto", "bf16", "fp32"))
+    parser.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    parser.add_argument("--checkpoint-every", type=int, help="optimizer steps between checkpoints")
+    parser.add_argument("--device", default=None, help="default: this rank's GPU when there is one, else the CPU")
+    parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+
+
+def training_config(args, base):
+    """The config named by --config with the command line's overrides applied."""
+    return base.updated(steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, micro_batch=args.micro_batch,
+                        lr=args.lr, workers=args.workers, seed=args.seed, amp=args.amp, compile=args.compile,
+                        checkpoint_every=args.checkpoint_every, loader="dali" if args.dali else None)
+
+
+def check_fresh_output(out, resume: bool) -> None:
+    """Never start a new run over the checkpoints of another one."""
+    from pathlib import Path
+
+    from .train.state import checkpoints
+
+    if not resume and checkpoints(Path(out)):
+        raise ValueError(f"{out} already holds checkpoints of a run: pass --resume to continue it, or choose another --out")

@@ -20,11 +20,10 @@ from __future__ import annotations
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ModelFn = Callable[[torch.Tensor], torch.Tensor]  # (N, C, t, t) -> (N, C, t*s, t*s)
 
@@ -257,6 +256,20 @@ class Restorer:
         self.tiling = dict(mode=mode, tile=self.model.config.patch_size, tile_batch=tile_batch, progress=progress)
         self.self_ensemble = self_ensemble
         self.precision = precision
+
+    @classmethod
+    def from_model(cls, model, task, *, mode: str = "fast", self_ensemble: bool = False, tile_batch: int = 64,
+                   precision: str = "fp32") -> "Restorer":
+        """A Restorer around a model in memory (e.g. for validation during training), on its device."""
+        from .tasks import get_task
+
+        self = cls.__new__(cls)
+        self.task, self.model = get_task(task), model
+        self.device = next(model.parameters()).device
+        self.task_index = model.task_index(self.task.name)
+        self.tiling = dict(mode=mode, tile=model.config.patch_size, tile_batch=tile_batch, progress=False)
+        self.self_ensemble, self.precision = self_ensemble, precision
+        return self
 
     def _model_fn(self, tiles: torch.Tensor) -> torch.Tensor:
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision == "bf16"

@@ -23,7 +23,8 @@ import torch
 from ipt.data.batch import Batch
 from ipt.data.datasets import ImagePairs, TrainingImages
 from ipt.data.images import UnreadableImageError, read_image
-from ipt.data.plan import EpochPlan, distributed_shard
+from ipt.data.loader import PlannedLoader
+from ipt.data.plan import EpochPlan
 
 
 def dali_available() -> bool:
@@ -107,38 +108,22 @@ class PlanSource:
         return (*map(list, zip(*args)), flip_h, flip_v, angle)
 
 
-class DaliLoader:
+class DaliLoader(PlannedLoader):
     """Same interface and batches as ipt.data.loader.TorchLoader, with DALI doing the decoding.
 
     device: "cpu" runs DALI's CPU operators (device_id=None); a CUDA device decodes on that GPU and
-    yields CUDA tensors. threads: DALI worker threads.
+    yields CUDA tensors. workers: DALI threads.
     """
 
     backend = "dali"
 
-    def __init__(self, data: TrainingImages | ImagePairs, crops: Sequence[int], batch_size: int, seed: int = 0, *,
-                 threads: int = 2, device="cpu", repeat: int = 1, last_batch: str = "drop", augment: bool = True,
-                 rank: int | None = None, world: int | None = None):
+    def __init__(self, data: TrainingImages | ImagePairs, crops: Sequence[int], batch_size: int, seed: int = 0, **kw):
         if not dali_available():
             raise ImportError("DALI is not installed: pip install nvidia-dali-cuda130 (or use the torch loader)")
-        if rank is None or world is None:
-            rank, world = distributed_shard()
-        self.data, self.crops, self.batch_size, self.seed = data, tuple(crops), batch_size, seed
-        self.threads, self.device = threads, torch.device(device)
-        self.repeat, self.last_batch, self.augment = repeat, last_batch, augment
-        self.rank, self.world = rank, world
-        self.bad_files: set[str] = set()
+        super().__init__(data, crops, batch_size, seed, **kw)
         self.paired = isinstance(data, ImagePairs)
-        self.plan(0)  # validates the arguments now
         self._source = PlanSource(data, self.bad_files)
         self._pipe = None  # built on first use, reused across epochs, rebuilt after a decode failure
-
-    def plan(self, epoch: int) -> EpochPlan:
-        return EpochPlan(self.data.sizes, self.crops, self.batch_size, self.seed, epoch, self.rank, self.world,
-                         self.repeat, self.last_batch, self.augment)
-
-    def __len__(self) -> int:
-        return len(self.plan(0))
 
     def _to_torch(self, tensor_list) -> torch.Tensor:
         if self.device.type == "cuda":
@@ -170,7 +155,7 @@ class DaliLoader:
         source = self._source
         while k < len(plan):
             if self._pipe is None:
-                self._pipe = build_pipeline(source, self.paired, self.batch_size, self.threads, device_id,
+                self._pipe = build_pipeline(source, self.paired, self.batch_size, self.workers, device_id,
                                             self.seed + self.rank)
             else:
                 self._pipe.reset()

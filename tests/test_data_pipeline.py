@@ -86,6 +86,13 @@ def test_shards_are_disjoint_and_cover_the_data():
     assert tasks[0] == tasks[1] == tasks[2]
 
 
+def test_task_groups_share_one_draw():
+    plan = EpochPlan(((64, 64),) * 40, (48, 56, 60), 2, seed=3, epoch=0, task_group=4)
+    tasks = plan.tasks.tolist()
+    assert len(tasks) == 20 and all(len(set(tasks[i : i + 4])) == 1 for i in range(0, 20, 4))
+    assert len(set(tasks)) > 1
+
+
 def test_epochs_differ_and_policies_count_batches():
     sizes = ((64, 64),) * 10
     assert [len(EpochPlan(sizes, (48,), 4, 0, 0, last_batch=p)) for p in ("drop", "partial", "fill")] == [2, 3, 3]
@@ -269,7 +276,7 @@ def test_data_errors_before_training(tmp_path):
 
 
 def test_file_list_and_builtin_samples(tmp_path):
-    root = _folder(tmp_path)
+    _folder(tmp_path)
     listing = tmp_path / "list.txt"
     listing.write_text("# my subset\ndata/class0/astronaut.png\n\ndata/class1/chelsea.png\n")
     assert len(load_training_images(listing, cache=None)) == 2

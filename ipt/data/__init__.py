@@ -40,7 +40,7 @@ def make_loader(backend: str, data, tasks, batch_size: int, seed: int = 0, *, lr
     if backend == "dali":
         from ..pipelines import DaliLoader
 
-        loader = DaliLoader(data, crops, batch_size, seed, threads=workers, device=device, **options)
+        loader = DaliLoader(data, crops, batch_size, seed, workers=workers, device=device, **options)
     elif backend == "torch":
         from .loader import TorchLoader
 

@@ -3,6 +3,7 @@ Pillow in worker processes. Used when DALI is missing or by choice; the trainer 
 
 from __future__ import annotations
 
+import abc
 import warnings
 from typing import Iterator, Sequence
 
@@ -65,33 +66,44 @@ class PlannedBatches(torch.utils.data.Dataset):
                 "sample_ids": torch.tensor(ids, dtype=torch.int64), "skipped": skipped}
 
 
-class TorchLoader:
-    """Batches of random crops (flips and quarter turns when augmenting) from TrainingImages or
-    ImagePairs, sharded by rank, deterministic in the seed.
+class PlannedLoader(abc.ABC):
+    """What both loaders share: the data, the epoch plans, the rank's shard, the files found bad.
 
     crops: crop side per task -- for clean images the HR crop (48 * scale); for pairs the input crop.
+    workers: DataLoader worker processes (torch) or DALI threads.
     """
 
-    backend = "torch"
+    backend = ""
 
     def __init__(self, data: TrainingImages | ImagePairs, crops: Sequence[int], batch_size: int, seed: int = 0, *,
                  workers: int = 2, device="cpu", repeat: int = 1, last_batch: str = "drop", augment: bool = True,
-                 rank: int | None = None, world: int | None = None):
+                 rank: int | None = None, world: int | None = None, task_group: int = 1):
         if rank is None or world is None:
             rank, world = distributed_shard()
         self.data, self.crops, self.batch_size, self.seed = data, tuple(crops), batch_size, seed
         self.workers, self.device = workers, torch.device(device)
-        self.repeat, self.last_batch, self.augment = repeat, last_batch, augment
+        self.repeat, self.last_batch, self.augment, self.task_group = repeat, last_batch, augment, task_group
         self.rank, self.world = rank, world
         self.bad_files: set[str] = set()  # found unusable while loading; skipped from then on
         self.plan(0)  # validates the arguments now, before any training starts
 
     def plan(self, epoch: int) -> EpochPlan:
         return EpochPlan(self.data.sizes, self.crops, self.batch_size, self.seed, epoch, self.rank, self.world,
-                         self.repeat, self.last_batch, self.augment)
+                         self.repeat, self.last_batch, self.augment, self.task_group)
 
     def __len__(self) -> int:
         return len(self.plan(0))
+
+    @abc.abstractmethod
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """The batches of one epoch, from batch `start` on (to resume mid-epoch)."""
+
+
+class TorchLoader(PlannedLoader):
+    """Batches of random crops (flips and quarter turns when augmenting) from TrainingImages or
+    ImagePairs, sharded by rank, deterministic in the seed; Pillow in DataLoader worker processes."""
+
+    backend = "torch"
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of one epoch, from batch `start` on (to resume mid-epoch)."""

@@ -8,7 +8,8 @@ the same images, crops, flips and rotations, and each batch's task, for the same
   every R-th slot (disjoint shards covering all the data; equal lengths, as DDP needs);
 - batches: consecutive runs of a shard; the last partial batch is dropped ("drop"), kept ("partial")
   or completed by wrapping ("fill");
-- the task of batch k: drawn from (seed, epoch) alone, so every rank trains the same task together;
+- the task of batch k: drawn from (seed, epoch) alone, so every rank trains the same task together
+  (with gradient accumulation, one task per group of `task_group` consecutive batches: one step);
 - each sample's crop position, flips and 90-degree rotation: drawn from (seed, epoch, slot), so they
   do not depend on the rank, the worker or the batch a sample lands in.
 """
@@ -59,14 +60,15 @@ class EpochPlan:
     repeat: int = 1
     last_batch: str = "drop"
     augment: bool = True
+    task_group: int = 1  # consecutive batches that share one task draw (the micro-batches of a step)
 
     def __post_init__(self):
         if self.last_batch not in LAST_BATCH_POLICIES:
             raise ValueError(f"last_batch must be one of {LAST_BATCH_POLICIES}, got {self.last_batch!r}")
         if not 0 <= self.rank < self.world:
             raise ValueError(f"rank {self.rank} is not in [0, {self.world})")
-        if self.batch_size < 1 or self.repeat < 1 or not self.crops:
-            raise ValueError("batch_size and repeat must be >= 1 and there must be at least one task")
+        if self.batch_size < 1 or self.repeat < 1 or self.task_group < 1 or not self.crops:
+            raise ValueError("batch_size, repeat and task_group must be >= 1 and there must be at least one task")
         if not self.sizes:
             raise ValueError("the data set is empty")
         small = min(min(s) for s in self.sizes)
@@ -92,7 +94,10 @@ class EpochPlan:
 
     @cached_property
     def tasks(self) -> np.ndarray:
-        return _rng(self.seed, self.epoch, 1).integers(0, len(self.crops), size=max(len(self), 1))
+        """The task of every batch of the epoch."""
+        groups = -(-max(len(self), 1) // self.task_group)
+        drawn = _rng(self.seed, self.epoch, 1).integers(0, len(self.crops), size=groups)
+        return np.repeat(drawn, self.task_group)[: max(len(self), 1)]
 
     def sample(self, slot: int, crop: int) -> SampleSpec:
         item = int(slot % len(self.sizes))

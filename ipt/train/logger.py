@@ -1,0 +1,99 @@
+"""Run logs: a progress bar, log.csv in the output folder, and TensorBoard event files when the
+tensorboard package is installed. Only rank 0 writes."""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+FIELDS = ("step", "epoch", "lr", "loss", "l1", "contrastive", "steps_per_s", "samples_per_s", "data_wait_s",
+          "compute_s", "data_fraction")
+
+
+class RunLog:
+    """Accumulates per-step numbers and writes their averages every `every` steps."""
+
+    def __init__(self, out: Path, task_names: list[str], total_steps: int, first_step: int, every: int,
+                 enabled: bool = True, progress: bool | None = None):
+        self.enabled, self.every, self.tasks = enabled, every, task_names
+        self.columns = [*FIELDS, *(f"loss_{t}" for t in task_names)]
+        self._reset()
+        self.bar = None
+        self.writer = None
+        if not enabled:
+            return
+        path = out / "log.csv"
+        fresh = not path.exists() or first_step == 0
+        self.file = open(path, "w" if fresh else "a", newline="")
+        self.csv = csv.DictWriter(self.file, fieldnames=self.columns)
+        if fresh:
+            self.csv.writeheader()
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out / "tensorboard"))
+        except ImportError:  # tensorboard is optional; log.csv has everything
+            self.writer = None
+        if progress is None:
+            progress = sys.stderr.isatty()
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_steps, initial=first_step, unit="step", dynamic_ncols=True)
+
+    def _reset(self):
+        self.sums = defaultdict(float)
+        self.task_losses = defaultdict(list)
+        self.count = self.samples = 0
+        self.data_wait = self.compute = 0.0
+        self.started = time.perf_counter()
+
+    def step(self, *, step, epoch, lr, loss, l1, contrastive, task, samples, data_wait, compute) -> dict | None:
+        """Records one optimizer step; returns the averages when a log line is written."""
+        self.count += 1
+        self.samples += samples
+        self.data_wait += data_wait
+        self.compute += compute
+        for key, value in (("loss", loss), ("l1", l1), ("contrastive", contrastive)):
+            self.sums[key] += value
+        self.task_losses[task].append(loss)
+        if self.bar is not None:
+            self.bar.update(1)
+        if self.count < self.every:
+            return None
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        row = {"step": step, "epoch": epoch, "lr": lr,
+               **{k: self.sums[k] / self.count for k in ("loss", "l1", "contrastive")},
+               "steps_per_s": self.count / elapsed, "samples_per_s": self.samples / elapsed,
+               "data_wait_s": self.data_wait / self.count, "compute_s": self.compute / self.count,
+               "data_fraction": self.data_wait / max(self.data_wait + self.compute, 1e-9)}
+        for task in self.tasks:
+            values = self.task_losses.get(task)
+            row[f"loss_{task}"] = sum(values) / len(values) if values else math.nan
+        if self.enabled:
+            self.csv.writerow(row)
+            self.file.flush()
+            if self.writer is not None:
+                for key, value in row.items():
+                    if key not in ("step", "epoch") and not (isinstance(value, float) and math.isnan(value)):
+                        self.writer.add_scalar(key, value, step)
+            message = (f"loss {row['loss']:.3f} (l1 {row['l1']:.3f}) | {row['steps_per_s']:.2f} steps/s "
+                       f"{row['samples_per_s']:.1f} samples/s | data wait {100 * row['data_fraction']:.0f}%")
+            if self.bar is not None:
+                self.bar.set_postfix_str(message)
+            else:
+                print(f"step {step} epoch {epoch} lr {lr:.2e} {message}", flush=True)
+        self._reset()
+        return row
+
+    def close(self):
+        if self.enabled:
+            if self.bar is not None:
+                self.bar.close()
+            if self.writer is not None:
+                self.writer.close()
+            self.file.close()

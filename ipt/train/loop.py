@@ -1,0 +1,193 @@
+"""The training loop shared by pretraining and fine-tuning.
+
+One optimizer step = one task (drawn per step from the seed, the same on every rank) over
+`batch_size` images: `accumulation` micro-batches of `micro_batch` images on each of the ranks. The loss
+is L1(model(degraded), clean) + lambda * contrastive(body tokens); gradients are averaged over ranks by
+DDP, clipped to a maximum norm, and applied by Adam; the learning rate steps down at epoch milestones.
+Checkpoints record the exact data position, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..data import degrade_batch, make_loader
+from ..model import IPT
+from ..model.checkpoint import CheckpointError
+from . import distributed, state
+from .config import TrainConfig
+from .contrastive import contrastive_loss
+from .logger import RunLog
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, data, out, *, model: IPT | None = None, resume: bool = False,
+                 device: str | None = None, validate: Callable | None = None, progress: bool | None = None,
+                 loader=None):
+        """data: TrainingImages (degraded on the fly) or ImagePairs. model: start from these weights
+        (fine-tuning); default a new IPT(config.tasks, config.model). validate(model, epoch) -> metrics,
+        run on rank 0 after every epoch. loader: use this instead of building one from config.loader
+        (anything with .tasks, len() and .epoch(epoch, start), e.g. synthetic batches for benchmarks)."""
+        self.config, self.out, self.validate, self.progress = config, Path(out), validate, progress
+        self.dist = distributed.setup(device)
+        world = self.dist.world
+        self.micro_batch = config.micro_batch or config.batch_size // world
+        if self.micro_batch < 1 or config.batch_size % (self.micro_batch * world):
+            raise ValueError(f"batch_size {config.batch_size} must be a multiple of micro_batch {self.micro_batch} "
+                             f"x {world} ranks")
+        self.accumulation = config.batch_size // (self.micro_batch * world)
+
+        if config.deterministic:
+            torch.use_deterministic_algorithms(True)
+        if self.dist.device.type == "cuda" and config.tf32:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        torch.manual_seed(config.seed)
+        self.model = (model or IPT(config.tasks, config.model)).to(self.dist.device)
+        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=config.lr,
+                                          betas=tuple(config.betas), weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(config.lr_milestones), config.lr_gamma)
+        self.position = state.Position(world=world)
+
+        if self.dist.is_main:
+            state.check_writable(self.out)
+        distributed.barrier()
+        if resume:
+            self._resume()
+        self.loader = loader or make_loader(
+            config.loader, data, self.model.task_names, self.micro_batch, config.seed,
+            lr_patch=self.model.config.patch_size, workers=config.workers, device=self.dist.device,
+            repeat=config.repeat, last_batch="drop", rank=self.dist.rank, world=world, task_group=self.accumulation)
+        self.steps_per_epoch = len(self.loader) // self.accumulation
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"the data ({len(self.loader)} batches of {self.micro_batch}) does not fill one step of "
+                             f"{config.batch_size} images over {world} rank(s); use a smaller batch or a larger repeat")
+        self.total_steps = config.steps or config.epochs * self.steps_per_epoch
+
+    def _resume(self) -> None:
+        checkpoint, path = state.load_latest(self.out, map_location=self.dist.device)
+        saved = checkpoint["model"]
+        if saved["tasks"] != self.model.task_names or saved["config"] != self.model.config.to_dict():
+            raise CheckpointError(f"{path}: holds a model with tasks {saved['tasks']} and config {saved['config']}, "
+                                  f"not this run's ({self.model.task_names}, {self.model.config.to_dict()})")
+        self.model.load_state_dict(saved["state_dict"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        state.set_rng_states(checkpoint["rng"])
+        self.position = state.Position(**checkpoint["position"])
+        if self.position.world != self.dist.world:
+            warnings.warn(f"resuming on {self.dist.world} ranks a run saved on {self.position.world}: the shards "
+                          f"differ, so epoch {self.position.epoch} restarts from its first batch", RuntimeWarning)
+            self.position.next_batch, self.position.world = 0, self.dist.world
+        if self.dist.is_main:
+            print(f"resumed from {path} (step {self.position.step}, epoch {self.position.epoch})", flush=True)
+
+    def _save(self) -> Path | None:
+        """Writes a checkpoint on rank 0; every rank stops if that fails."""
+        path, error = None, None
+        if self.dist.is_main:
+            try:
+                path = state.save(self.out, self.model, self.optimizer, self.scheduler, self.position,
+                                  self.config.to_dict(), self.config.keep_checkpoints)
+            except state.CheckpointWriteError as failure:
+                error = failure
+        if not distributed.all_ranks_agree(error is None):
+            raise error or state.CheckpointWriteError("rank 0 could not write its checkpoint")
+        return path
+
+    def _forward_fn(self):
+        model = self.model
+        if self.dist.world > 1:
+            device_ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
+            # Every step trains one task: the other heads and tails get no gradient.
+            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
+                                                              find_unused_parameters=True)
+        forward = torch.compile(model) if self.config.compile else model
+        return model, forward
+
+    def _autocast(self):
+        amp = self.config.amp
+        use_bf16 = amp == "bf16" or (amp == "auto" and self.dist.device.type == "cuda")
+        return torch.autocast(self.dist.device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+
+    def _losses(self, forward, batch):
+        lr_images, target = degrade_batch(batch, self.loader.tasks, self.config.seed)
+        with self._autocast():
+            output, tokens = forward(lr_images, batch.task, return_features=True)
+        l1 = F.l1_loss(output.float(), target)
+        if self.config.contrastive_weight > 0:
+            contrastive = contrastive_loss(tokens, self.config.temperature, self.config.contrastive_chunk)
+        else:
+            contrastive = torch.zeros((), device=l1.device)
+        return l1, contrastive
+
+    def run(self) -> dict:
+        cfg, pos = self.config, self.position
+        wrapped, forward = self._forward_fn()
+        log = RunLog(self.out, self.model.task_names, self.total_steps, pos.step, cfg.log_every,
+                     enabled=self.dist.is_main, progress=self.progress)
+        first_loss = last_loss = None
+        saved_at = None
+        try:
+            while pos.step < self.total_steps and pos.epoch < cfg.epochs:
+                batches = iter(self.loader.epoch(pos.epoch, start=pos.next_batch))
+                while pos.step < self.total_steps:
+                    waited = time.perf_counter()
+                    group = [b for _, b in zip(range(self.accumulation), batches)]
+                    if len(group) < self.accumulation:
+                        break  # the epoch is over
+                    started = time.perf_counter()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    l1_sum = contrastive_sum = 0.0
+                    for j, batch in enumerate(group):
+                        last = j == len(group) - 1
+                        sync = nullcontext() if last or wrapped is self.model else wrapped.no_sync()
+                        with sync:
+                            l1, contrastive = self._losses(forward, batch)
+                            ((l1 + cfg.contrastive_weight * contrastive) / self.accumulation).backward()
+                        l1_sum += l1.item() / self.accumulation
+                        contrastive_sum += contrastive.item() / self.accumulation
+                    if cfg.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                    self.optimizer.step()
+                    if self.dist.device.type == "cuda":
+                        torch.cuda.synchronize()
+                    pos.step += 1
+                    pos.next_batch += self.accumulation
+                    loss = l1_sum + cfg.contrastive_weight * contrastive_sum
+                    first_loss = loss if first_loss is None else first_loss
+                    last_loss = loss
+                    log.step(step=pos.step, epoch=pos.epoch, lr=self.optimizer.param_groups[0]["lr"], loss=loss,
+                             l1=l1_sum, contrastive=contrastive_sum, task=self.model.task_names[group[0].task],
+                             samples=sum(len(b.sample_ids) for b in group) * self.dist.world,
+                             data_wait=started - waited, compute=time.perf_counter() - started)
+                    if pos.step % cfg.checkpoint_every == 0:
+                        self._save()
+                        saved_at = pos.step
+                else:
+                    break  # the step budget is spent
+                if pos.step >= self.total_steps:
+                    break
+                pos.epoch, pos.next_batch = pos.epoch + 1, 0
+                self.scheduler.step()
+                if self.validate is not None and self.dist.is_main:
+                    self.validate(self.model, pos.epoch - 1)
+            if saved_at != pos.step:
+                self._save()
+            model_path = self.out / "model.safetensors"
+            if self.dist.is_main:
+                self.model.save(model_path, step=pos.step)
+                if self.validate is not None:
+                    self.validate(self.model, pos.epoch)
+            distributed.barrier()
+        finally:
+            log.close()
+        return {"steps": pos.step, "epoch": pos.epoch, "first_loss": first_loss, "last_loss": last_loss,
+                "model": str(self.out / "model.safetensors"), "checkpoints": [str(p) for p in state.checkpoints(self.out)]}

@@ -1,0 +1,98 @@
+"""Training checkpoints: everything needed to continue a run exactly where it stopped.
+
+A checkpoint holds the model (config, tasks, weights), the optimizer and scheduler states, the RNG
+states, the step and the data position (epoch and next batch). Files are written atomically (a
+temporary file renamed into place) under OUT/checkpoints/step_NNNNNNNN.pt, the last K are kept, and
+a failed write (full disk, no permission) is a clear error that leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..model.checkpoint import FORMAT, CheckpointError, atomic_write, model_payload
+
+TRAIN_FORMAT = FORMAT + "-train"
+NAME = re.compile(r"step_(\d{8})\.pt$")
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written; the previous one is intact."""
+
+
+@dataclass
+class Position:
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    next_batch: int = 0  # the first batch of `epoch` not trained on yet
+    world: int = 1  # ranks (a position is only exact for the same world size)
+
+
+def check_writable(out: Path) -> None:
+    """Fails early and clearly if checkpoints could not be written to `out`."""
+    try:
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        probe = out / "checkpoints" / ".write_test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as error:
+        raise CheckpointWriteError(f"cannot write to the output folder {out}: {error.strerror or error}") from None
+
+
+def rng_states() -> dict:
+    states = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def checkpoints(out: Path) -> list[Path]:
+    """Checkpoints in `out`, oldest first."""
+    folder = out / "checkpoints"
+    return sorted(p for p in folder.glob("step_*.pt") if NAME.search(p.name)) if folder.is_dir() else []
+
+
+def save(out: Path, model, optimizer, scheduler, position: Position, config: dict, keep: int) -> Path:
+    path = out / "checkpoints" / f"step_{position.step:08d}.pt"
+    payload = {
+        "format": TRAIN_FORMAT, "version": 1, "model": model_payload(model), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "rng": rng_states(), "position": vars(position).copy(), "config": config,
+    }
+    previous = checkpoints(out)
+    try:
+        atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    except OSError as error:
+        last = f"; the last good checkpoint is {previous[-1]}" if previous else ""
+        raise CheckpointWriteError(f"could not write checkpoint {path} ({error.strerror or error}){last}") from None
+    for old in checkpoints(out)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_latest(out: Path, map_location="cpu") -> tuple[dict, Path]:
+    """The newest readable checkpoint in `out` (a damaged newest one falls back to the one before)."""
+    found = checkpoints(out)
+    if not found:
+        raise CheckpointError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+    problems = []
+    for path in reversed(found):
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+            if isinstance(state, dict) and state.get("format") == TRAIN_FORMAT:
+                return state, path
+            problems.append(f"{path.name}: not a training checkpoint")
+        except Exception as error:  # a damaged file: try the one before
+            problems.append(f"{path.name}: {error}")
+    raise CheckpointError(f"--resume: no readable checkpoint in {out / 'checkpoints'} ({'; '.join(problems)})")
