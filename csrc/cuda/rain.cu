@@ -1,7 +1,8 @@
 // CUDA kernels of rain_streaks and add_rain (recipe in common/rain.h): every padded-grid pixel decides
 // whether it is a seed and splats its streak with 64-bit integer atomics (exact, so the order of the
-// additions cannot change the result); a block per sample then finds the accumulator's min and max,
-// and a last pass normalises the layer, or blends it straight into the images for add_rain.
+// additions cannot change the result); a block per sample then finds the accumulator's min and max (and
+// draws the sample's blend strength once), and a last pass normalises the layer, or blends it straight
+// into the images for add_rain.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -45,8 +46,10 @@ __global__ void splat_kernel(Accum* __restrict__ acc, const int64_t* __restrict_
   }
 }
 
-// One block per sample: min and max of its accumulator.
-__global__ void min_max_kernel(const Accum* __restrict__ acc, int64_t plane, Accum* __restrict__ lo_hi) {
+// One block per sample: min and max of its accumulator, and (for add_rain) the sample's blend strength.
+__global__ void min_max_kernel(const Accum* __restrict__ acc, int64_t plane, Accum* __restrict__ lo_hi,
+                               const int64_t* __restrict__ ids, RainRanges ranges, uint64_t seed,
+                               double* __restrict__ alpha) {
   __shared__ Accum lo_s[cuda::kThreadsPerBlock], hi_s[cuda::kThreadsPerBlock];
   const Accum* a = acc + blockIdx.x * plane;
   Accum lo = ~Accum{0}, hi = 0;
@@ -67,6 +70,7 @@ __global__ void min_max_kernel(const Accum* __restrict__ acc, int64_t plane, Acc
   if (threadIdx.x == 0) {
     lo_hi[2 * blockIdx.x] = lo_s[0];
     lo_hi[2 * blockIdx.x + 1] = hi_s[0];
+    alpha[blockIdx.x] = draw_rain_sample(ranges, seed, static_cast<uint64_t>(ids[blockIdx.x])).alpha;
   }
 }
 
@@ -85,23 +89,27 @@ __global__ void normalise_kernel(const Accum* __restrict__ acc, const Accum* __r
 
 template <typename In, typename Out>
 __global__ void blend_kernel(const In* __restrict__ x, const Accum* __restrict__ acc, const Accum* __restrict__ lo_hi,
-                             const int64_t* __restrict__ ids, RainRanges ranges, uint64_t seed, Out* __restrict__ out,
-                             int64_t total, int64_t channels, int64_t plane) {
+                             const double* __restrict__ alpha, Out* __restrict__ out, int64_t total, int64_t channels,
+                             int64_t plane) {
   for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < total;
        idx += int64_t{blockDim.x} * gridDim.x) {
     const int64_t i = idx % plane, b = idx / plane / channels;
-    const double alpha = draw_rain_sample(ranges, seed, static_cast<uint64_t>(ids[b])).alpha;
-    out[idx] = static_cast<Out>(blend_rain(static_cast<double>(x[idx]), alpha, streak_at(acc, lo_hi, b, plane, i)));
+    out[idx] = static_cast<Out>(blend_rain(static_cast<double>(x[idx]), alpha[b], streak_at(acc, lo_hi, b, plane, i)));
   }
 }
 
-// Splats and reduces the streak accumulators of all samples; returns (acc, lo_hi).
-std::pair<at::Tensor, at::Tensor> streak_accumulators(const at::Tensor& ids, int64_t height, int64_t width,
-                                                      uint64_t seed, const RainRanges& ranges, cudaStream_t stream) {
+struct StreakAccumulators {
+  at::Tensor acc, lo_hi, alpha;  // (B, H*W) exact sums, (B, 2) their min and max, (B,) blend strengths
+};
+
+// Splats and reduces the streak accumulators of all samples.
+StreakAccumulators streak_accumulators(const at::Tensor& ids, int64_t height, int64_t width, uint64_t seed,
+                                       const RainRanges& ranges, cudaStream_t stream) {
   const int64_t batch = ids.size(0), plane = height * width;
   TORCH_CHECK_VALUE(batch <= 65535, "rain: at most 65535 samples per call on CUDA, got ", batch);
   at::Tensor acc = at::zeros({batch, plane}, ids.options().dtype(at::kLong));
   at::Tensor lo_hi = at::empty({batch, 2}, ids.options().dtype(at::kLong));
+  at::Tensor alpha = at::empty({batch}, ids.options().dtype(at::kDouble));
   Accum* acc_ptr = reinterpret_cast<Accum*>(acc.mutable_data_ptr<int64_t>());
   Accum* lo_hi_ptr = reinterpret_cast<Accum*>(lo_hi.mutable_data_ptr<int64_t>());
   const int64_t max_r = streak_radius(ranges.length[1], ranges.thickness[1]);
@@ -110,9 +118,10 @@ std::pair<at::Tensor, at::Tensor> streak_accumulators(const at::Tensor& ids, int
   splat_kernel<<<grid, cuda::kThreadsPerBlock, 0, stream>>>(acc_ptr, ids.const_data_ptr<int64_t>(), ranges, seed,
                                                            height, width, max_padded);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  min_max_kernel<<<static_cast<unsigned int>(batch), cuda::kThreadsPerBlock, 0, stream>>>(acc_ptr, plane, lo_hi_ptr);
+  min_max_kernel<<<static_cast<unsigned int>(batch), cuda::kThreadsPerBlock, 0, stream>>>(
+      acc_ptr, plane, lo_hi_ptr, ids.const_data_ptr<int64_t>(), ranges, seed, alpha.mutable_data_ptr<double>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {acc, lo_hi};
+  return {acc, lo_hi, alpha};
 }
 
 at::Tensor rain_streaks_cuda(const at::Tensor& sample_ids, int64_t height, int64_t width, int64_t seed,
@@ -124,11 +133,11 @@ at::Tensor rain_streaks_cuda(const at::Tensor& sample_ids, int64_t height, int64
   at::Tensor out = at::empty({sample_ids.size(0), 1, height, width}, sample_ids.options().dtype(at::kFloat));
   if (out.numel() == 0) return out;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const auto [acc, lo_hi] = streak_accumulators(sample_ids.contiguous(), height, width, seed, ranges, stream);
+  const StreakAccumulators s = streak_accumulators(sample_ids.contiguous(), height, width, seed, ranges, stream);
   const int64_t total = out.numel();
   normalise_kernel<<<cuda::blocks_for(total), cuda::kThreadsPerBlock, 0, stream>>>(
-      reinterpret_cast<const Accum*>(acc.const_data_ptr<int64_t>()),
-      reinterpret_cast<const Accum*>(lo_hi.const_data_ptr<int64_t>()), out.mutable_data_ptr<float>(), total,
+      reinterpret_cast<const Accum*>(s.acc.const_data_ptr<int64_t>()),
+      reinterpret_cast<const Accum*>(s.lo_hi.const_data_ptr<int64_t>()), out.mutable_data_ptr<float>(), total,
       height * width);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
@@ -145,13 +154,13 @@ at::Tensor add_rain_cuda(const at::Tensor& x_in, const at::Tensor& sample_ids, i
   const at::Tensor ids = sample_ids.contiguous();
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const int64_t height = x.size(2), width = x.size(3), total = x.numel();
-  const auto [acc, lo_hi] = streak_accumulators(ids, height, width, seed, ranges, stream);
+  const StreakAccumulators s = streak_accumulators(ids, height, width, seed, ranges, stream);
   AT_DISPATCH_FLOATING_TYPES_AND3(at::kBFloat16, at::kHalf, at::kByte, x.scalar_type(), "add_rain_cuda", [&] {
     using Out = std::conditional_t<std::is_same_v<scalar_t, uint8_t>, float, scalar_t>;
     blend_kernel<scalar_t, Out><<<cuda::blocks_for(total), cuda::kThreadsPerBlock, 0, stream>>>(
-        x.const_data_ptr<scalar_t>(), reinterpret_cast<const Accum*>(acc.const_data_ptr<int64_t>()),
-        reinterpret_cast<const Accum*>(lo_hi.const_data_ptr<int64_t>()), ids.const_data_ptr<int64_t>(), ranges,
-        static_cast<uint64_t>(seed), out.mutable_data_ptr<Out>(), total, x.size(1), height * width);
+        x.const_data_ptr<scalar_t>(), reinterpret_cast<const Accum*>(s.acc.const_data_ptr<int64_t>()),
+        reinterpret_cast<const Accum*>(s.lo_hi.const_data_ptr<int64_t>()), s.alpha.const_data_ptr<double>(),
+        out.mutable_data_ptr<Out>(), total, x.size(1), height * width);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;

@@ -6,6 +6,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 
+def reject_unknown_fields(cls, d: dict, what: str) -> None:
+    """A clear error for keys of `d` that are not fields of the dataclass `cls`."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; known ones are {sorted(known)}")
+
+
 @dataclass(frozen=True)
 class IPTConfig:
     n_feats: int = 64  # channels of the heads' and tails' feature maps
@@ -53,10 +61,7 @@ class IPTConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "IPTConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown IPTConfig fields {unknown}; known fields are {sorted(known)}")
+        reject_unknown_fields(cls, d, "IPTConfig fields")
         d = dict(d)
         if "rgb_mean" in d:
             d["rgb_mean"] = tuple(d["rgb_mean"])

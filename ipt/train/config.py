@@ -8,10 +8,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..model.config import PRESETS as MODEL_PRESETS
+from ..model.config import reject_unknown_fields
 from ..tasks import TASK_NAMES, get_task
 
 AMP_MODES = ("auto", "bf16", "fp32")
@@ -90,10 +91,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training config keys {unknown}; known keys are {sorted(known)}")
+        reject_unknown_fields(cls, d, "training config keys")
         converted = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**converted)
 
