@@ -2,9 +2,12 @@
 
 One pipeline serves clean images and pairs. Python decides everything random (ipt.data.plan: order,
 shards, task per batch, crop, flips, rotation) and feeds it through external_source with the encoded
-bytes; DALI decodes only the crop (decoders.image_slice with absolute anchors), flips, rotates and
-transposes to CHW in its own threads. The decoder settings match Pillow's (fancy JPEG upsampling, no
-EXIF rotation), so on the CPU both loaders give identical pixels.
+bytes; DALI decodes only the crop (decoders.image_slice with absolute anchors), flips it, and swaps H and
+W where a quarter turn needs it (every flip/quarter-turn combination is flips plus an optional swap,
+ipt.data.batch.flips_then_transpose): a per-sample conditional transpose in DALI's threads, where DALI's
+general rotation, a per-pixel warp, would cost a third of the throughput. Batches stay HWC in memory and
+reach torch as channels-last (B, 3, H, W) tensors without a layout copy. The decoder settings match
+Pillow's (fancy JPEG upsampling, no EXIF rotation), so on the CPU both loaders give identical pixels.
 
 A file that passed the pre-training scan can still fail to decode, and DALI then aborts the pipeline
 for good. The driver then decodes the files of the batches in flight with Pillow, skips the culprits
@@ -20,7 +23,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from ipt.data.batch import Batch
+from ipt.data.batch import Batch, flips_then_transpose
 from ipt.data.datasets import ImagePairs, TrainingImages
 from ipt.data.images import UnreadableImageError, read_image
 from ipt.data.loader import PlannedLoader
@@ -35,30 +38,42 @@ def dali_available() -> bool:
     return True
 
 
-def _decode_crop_augment(encoded, anchor, shape, flip_h, flip_v, angle, gpu: bool):
+def _decode_crop_flip(encoded, anchor, shape, flip_h, flip_v, gpu: bool):
     from nvidia.dali import fn, types
 
     image = fn.decoders.image_slice(
         encoded, anchor, shape, device="mixed" if gpu else "cpu", normalized_anchor=False, normalized_shape=False,
         output_type=types.RGB, jpeg_fancy_upsampling=True, adjust_orientation=False,
     )
-    image = fn.flip(image, horizontal=flip_h, vertical=flip_v)
-    image = fn.rotate(image, angle=angle, interp_type=types.INTERP_NN, keep_size=False)
-    return fn.transpose(image, perm=[2, 0, 1])  # HWC -> CHW
+    return fn.flip(image, horizontal=flip_h, vertical=flip_v)  # HWC
+
+
+def _swap_hw(image):
+    from nvidia.dali import fn
+
+    return fn.transpose(image, perm=[1, 0, 2], transpose_layout=False)  # still "HWC" for the merge
 
 
 def build_pipeline(source, paired: bool, batch_size: int, threads: int, device_id: int | None, seed: int):
     from nvidia.dali import fn, pipeline_def
 
-    @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=device_id, seed=seed, prefetch_queue_depth=2)
+    @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=device_id, seed=seed, prefetch_queue_depth=2,
+                  enable_conditionals=True)
     def crops():
+        gpu = device_id is not None
         if paired:
-            enc_lr, anc_lr, shp_lr, enc_hr, anc_hr, shp_hr, flip_h, flip_v, angle = fn.external_source(
+            enc_lr, anc_lr, shp_lr, enc_hr, anc_hr, shp_hr, flip_h, flip_v, swap = fn.external_source(
                 source=source, num_outputs=9, batch=True)
-            return (_decode_crop_augment(enc_hr, anc_hr, shp_hr, flip_h, flip_v, angle, device_id is not None),
-                    _decode_crop_augment(enc_lr, anc_lr, shp_lr, flip_h, flip_v, angle, device_id is not None))
-        enc, anc, shp, flip_h, flip_v, angle = fn.external_source(source=source, num_outputs=6, batch=True)
-        return (_decode_crop_augment(enc, anc, shp, flip_h, flip_v, angle, device_id is not None),)
+            hr = _decode_crop_flip(enc_hr, anc_hr, shp_hr, flip_h, flip_v, gpu)
+            lr = _decode_crop_flip(enc_lr, anc_lr, shp_lr, flip_h, flip_v, gpu)
+            if swap:
+                hr, lr = _swap_hw(hr), _swap_hw(lr)
+            return hr, lr
+        enc, anc, shp, flip_h, flip_v, swap = fn.external_source(source=source, num_outputs=6, batch=True)
+        image = _decode_crop_flip(enc, anc, shp, flip_h, flip_v, gpu)
+        if swap:
+            image = _swap_hw(image)
+        return (image,)
 
     pipe = crops()
     pipe.build()
@@ -92,20 +107,20 @@ class PlanSource:
         else:
             raise StopIteration
         self.in_flight.append((spec, samples))
-        flip_h = [np.array(int(s.flip_h), np.int32) for s in samples]
-        flip_v = [np.array(int(s.flip_v), np.int32) for s in samples]
-        angle = [np.array(90.0 * s.rot90, np.float32) for s in samples]
+        # Per-sample scalars and pairs go as one array per batch (first axis: the samples).
+        flip_h, flip_v, swap = (np.array(column) for column in zip(*(flips_then_transpose(s) for s in samples)))
+        anchors = np.array([[s.left, s.top] for s in samples], np.int32)  # (x, y), DALI's "WH" order
 
-        def crop_args(path, top, left, size):
-            return (np.fromfile(path, dtype=np.uint8), np.array([left, top], np.int32), np.array([size, size], np.int32))
+        def crop_args(paths, scale):
+            return ([np.fromfile(p, dtype=np.uint8) for p in paths], anchors * scale,
+                    np.full((len(samples), 2), spec.crop * scale, np.int32))
 
+        flips = (flip_h.astype(np.int32), flip_v.astype(np.int32), swap.astype(bool))
         if isinstance(self.data, ImagePairs):
-            s_ = self.data.scale
-            low = [crop_args(self.data.records[s.item].input.path, s.top, s.left, spec.crop) for s in samples]
-            high = [crop_args(self.data.records[s.item].target.path, s.top * s_, s.left * s_, spec.crop * s_) for s in samples]
-            return (*map(list, zip(*low)), *map(list, zip(*high)), flip_h, flip_v, angle)
-        args = [crop_args(self.data.records[s.item].path, s.top, s.left, spec.crop) for s in samples]
-        return (*map(list, zip(*args)), flip_h, flip_v, angle)
+            records = [self.data.records[s.item] for s in samples]
+            return (*crop_args([r.input.path for r in records], 1),
+                    *crop_args([r.target.path for r in records], self.data.scale), *flips)
+        return (*crop_args([self.data.records[s.item].path for s in samples], 1), *flips)
 
 
 class DaliLoader(PlannedLoader):
@@ -126,14 +141,17 @@ class DaliLoader(PlannedLoader):
         self._pipe = None  # built on first use, reused across epochs, rebuilt after a decode failure
 
     def _to_torch(self, tensor_list) -> torch.Tensor:
+        """DALI's (B, H, W, 3) output as a (B, 3, H, W) channels-last torch batch (the same memory, so
+        no layout copy)."""
+        dense = tensor_list.as_tensor()
         if self.device.type == "cuda":
             from nvidia.dali.plugin.pytorch import feed_ndarray
 
-            dense = tensor_list.as_tensor()
-            out = torch.empty(dense.shape(), dtype=torch.uint8, device=self.device)
-            feed_ndarray(dense, out, cuda_stream=torch.cuda.current_stream(self.device))
-            return out
-        return torch.from_numpy(np.array(tensor_list.as_tensor()))
+            hwc = torch.empty(dense.shape(), dtype=torch.uint8, device=self.device)
+            feed_ndarray(dense, hwc, cuda_stream=torch.cuda.current_stream(self.device))
+        else:
+            hwc = torch.from_numpy(np.array(dense))  # our own copy: DALI reuses its output buffers
+        return hwc.permute(0, 3, 1, 2)
 
     def _culprits(self, in_flight) -> set[str]:
         """Files of the in-flight batches that Pillow cannot decode either."""

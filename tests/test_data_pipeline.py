@@ -40,7 +40,7 @@ def test_batches_have_the_tasks_crops(images, backend):
     crops = {0: 96, 1: 192, 2: 48}
     for b in batches:
         assert b.hr.dtype == torch.uint8 and b.hr.shape == (len(b.sample_ids), 3, crops[b.task], crops[b.task])
-        assert b.hr.is_contiguous() and b.lr is None and 0 < b.hr.float().std() < 128
+        assert b.hr.is_contiguous(memory_format=torch.channels_last) and b.lr is None and 0 < b.hr.float().std() < 128
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -58,6 +58,36 @@ def test_crops_flips_and_rotations_equal_numpy(images, backend):
             expected = np.flipud(expected) if sample.flip_v else expected
             expected = np.rot90(expected, sample.rot90)
             np.testing.assert_array_equal(got.permute(1, 2, 0).numpy(), expected)
+
+
+def test_every_flip_and_turn_is_flips_then_a_transpose():
+    from ipt.data.batch import augment, flips_then_transpose
+    from ipt.data.plan import SampleSpec
+
+    x = np.arange(4 * 5 * 3).reshape(4, 5, 3)
+    for h in (False, True):
+        for v in (False, True):
+            for k in range(4):
+                spec = SampleSpec(0, 0, 0, 0, h, v, k)
+                fh, fv, swap = flips_then_transpose(spec)
+                y = x[:, ::-1] if fh else x
+                y = y[::-1] if fv else y
+                y = y.transpose(1, 0, 2) if swap else y
+                np.testing.assert_array_equal(y, augment(x, spec))
+
+
+def test_slot_uniforms_are_uniform_and_keyed_by_slot():
+    from scipy import stats
+
+    from ipt.data.plan import slot_uniforms
+
+    u = slot_uniforms(11, 2, np.arange(50_000), 5)
+    for draw in range(5):
+        assert stats.kstest(u[:, draw], "uniform").pvalue > 1e-3
+    assert abs(np.corrcoef(u[:, 0], u[:, 4])[0, 1]) < 0.02
+    np.testing.assert_array_equal(slot_uniforms(11, 2, np.array([40_000, 3]), 5), u[[40_000, 3]])
+    assert not np.array_equal(slot_uniforms(12, 2, np.arange(10), 5), u[:10])
+    assert not np.array_equal(slot_uniforms(11, 3, np.arange(10), 5), u[:10])
 
 
 def test_augmentations_are_all_used():

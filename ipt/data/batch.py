@@ -13,7 +13,8 @@ from .plan import SampleSpec
 @dataclass
 class Batch:
     """hr: (B, 3, H, W) uint8 clean crops (targets); lr: (B, 3, h, w) uint8 inputs for real pairs, else
-    None (the task's degradation makes them). task: index into the loader's tasks."""
+    None (the task's degradation makes them). task: index into the loader's tasks. The image tensors
+    are in channels-last memory format (decoders produce HWC; no layout copy is made)."""
 
     hr: torch.Tensor
     task: int
@@ -37,6 +38,14 @@ def augment(image_hwc: np.ndarray, spec: SampleSpec) -> np.ndarray:
     if spec.flip_v:
         image_hwc = image_hwc[::-1]
     return np.ascontiguousarray(np.rot90(image_hwc, spec.rot90))
+
+
+def flips_then_transpose(spec: SampleSpec) -> tuple[bool, bool, bool]:
+    """The same transform as augment(), written as (flip_h, flip_v, swap H and W): every combination of
+    flips and quarter turns is one of these eight. Lets a pipeline flip cheaply and fold the transpose
+    into the copy it makes anyway, instead of running a general rotation."""
+    k = spec.rot90
+    return spec.flip_h ^ (k in (1, 2)), spec.flip_v ^ (k in (2, 3)), k % 2 == 1
 
 
 def crop(image_hwc: np.ndarray, top: int, left: int, size: int) -> np.ndarray:

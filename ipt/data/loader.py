@@ -59,8 +59,8 @@ class PlannedBatches(torch.utils.data.Dataset):
         if not hr:
             raise UnreadableImageError(f"every image of batch {spec.index} (epoch {spec.epoch}) is unusable: {skipped}")
 
-        def stack(images):
-            return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+        def stack(images):  # (B, 3, H, W) in channels-last memory: the decoded pixels, not copied again
+            return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
 
         return {"hr": stack(hr), "lr": stack(lr) if lr else None, "task": spec.task, "index": spec.index,
                 "sample_ids": torch.tensor(ids, dtype=torch.int64), "skipped": skipped}

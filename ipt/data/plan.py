@@ -10,8 +10,9 @@ the same images, crops, flips and rotations, and each batch's task, for the same
   or completed by wrapping ("fill");
 - the task of batch k: drawn from (seed, epoch) alone, so every rank trains the same task together
   (with gradient accumulation, one task per group of `task_group` consecutive batches: one step);
-- each sample's crop position, flips and 90-degree rotation: drawn from (seed, epoch, slot), so they
-  do not depend on the rank, the worker or the batch a sample lands in.
+- each sample's crop position, flips and 90-degree rotation: drawn from (seed, epoch, slot) with a
+  counter-based hash, so they do not depend on the rank, the worker or the batch a sample lands in, and
+  a whole batch is drawn in one vectorised call.
 """
 
 from __future__ import annotations
@@ -46,6 +47,23 @@ class BatchSpec:
 
 def _rng(*key) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(k) for k in key]))
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser (Steele, Lea, Flood 2014): a bijective mix of 64-bit words."""
+    x = (x + np.uint64(0x9E3779B97F4A7C15)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def slot_uniforms(seed: int, epoch: int, slots: np.ndarray, draws: int) -> np.ndarray:
+    """(len(slots), draws) uniforms in [0, 1), a pure function of (seed, epoch, slot, draw)."""
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps by design
+        key = _splitmix64(_splitmix64(np.uint64(seed)) ^ np.uint64(epoch))
+        counters = np.asarray(slots, dtype=np.uint64)[:, None] * np.uint64(draws) + np.arange(draws, dtype=np.uint64)
+        bits = _splitmix64(_splitmix64(counters ^ key))
+    return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
 @dataclass(frozen=True)
@@ -99,15 +117,18 @@ class EpochPlan:
         drawn = _rng(self.seed, self.epoch, 1).integers(0, len(self.crops), size=groups)
         return np.repeat(drawn, self.task_group)[: max(len(self), 1)]
 
-    def sample(self, slot: int, crop: int) -> SampleSpec:
-        item = int(slot % len(self.sizes))
-        height, width = self.sizes[item]
-        u = _rng(self.seed, self.epoch, 2, slot).random(5)
-        top, left = int(u[0] * (height - crop + 1)), int(u[1] * (width - crop + 1))
-        if not self.augment:
-            return SampleSpec(item, self.epoch * self.num_slots + int(slot), top, left, False, False, 0)
-        return SampleSpec(item, self.epoch * self.num_slots + int(slot), top, left, bool(u[2] < 0.5), bool(u[3] < 0.5),
-                          int(u[4] * 4))
+    def samples(self, slots: np.ndarray, crop: int) -> tuple[SampleSpec, ...]:
+        specs = []
+        for slot, u in zip(slots.tolist(), slot_uniforms(self.seed, self.epoch, slots, 5)):
+            item = slot % len(self.sizes)
+            height, width = self.sizes[item]
+            top, left = int(u[0] * (height - crop + 1)), int(u[1] * (width - crop + 1))
+            sample_id = self.epoch * self.num_slots + slot
+            if self.augment:
+                specs.append(SampleSpec(item, sample_id, top, left, bool(u[2] < 0.5), bool(u[3] < 0.5), int(u[4] * 4)))
+            else:
+                specs.append(SampleSpec(item, sample_id, top, left, False, False, 0))
+        return tuple(specs)
 
     def batch(self, k: int) -> BatchSpec:
         if not 0 <= k < len(self):
@@ -118,7 +139,7 @@ class EpochPlan:
             slots = np.concatenate([slots, np.resize(self.shard, self.batch_size - len(slots))])
         task = int(self.tasks[k])
         crop = self.crops[task]
-        return BatchSpec(self.epoch, k, task, crop, tuple(self.sample(int(s), crop) for s in slots))
+        return BatchSpec(self.epoch, k, task, crop, self.samples(slots, crop))
 
 
 def distributed_shard() -> tuple[int, int]:
