@@ -25,6 +25,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .metrics import quantize  # noqa: F401  (the output quantisation; also ipt.inference.quantize)
+
 ModelFn = Callable[[torch.Tensor], torch.Tensor]  # (N, C, t, t) -> (N, C, t*s, t*s)
 
 MODES = ("official", "fast")
@@ -217,11 +219,6 @@ def restore(model_fn: ModelFn, x: torch.Tensor, scale: int, *, self_ensemble: bo
     return torch.stack(outputs).mean(0)
 
 
-def quantize(x: torch.Tensor) -> torch.Tensor:
-    """The official output quantisation: round(clamp(x, 0, 255))."""
-    return x.clamp(0, 255).round()
-
-
 # --- the one-call API --------------------------------------------------------------------------------------------
 
 PRECISIONS = ("fp32", "bf16")
@@ -249,13 +246,10 @@ class Restorer:
             raise ValueError(f"unknown tiling mode {mode!r}; choose one of {MODES}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        self.task = get_task(task)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = load_model(weights, self.task).to(self.device).eval()
-        self.task_index = self.model.task_index(self.task.name)
-        self.tiling = dict(mode=mode, tile=self.model.config.patch_size, tile_batch=tile_batch, progress=progress)
-        self.self_ensemble = self_ensemble
-        self.precision = precision
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        task = get_task(task)
+        self._attach(load_model(weights, task).to(device).eval(), task, mode, self_ensemble, tile_batch, precision,
+                     progress)
 
     @classmethod
     def from_model(cls, model, task, *, mode: str = "fast", self_ensemble: bool = False, tile_batch: int = 64,
@@ -264,12 +258,15 @@ class Restorer:
         from .tasks import get_task
 
         self = cls.__new__(cls)
-        self.task, self.model = get_task(task), model
-        self.device = next(model.parameters()).device
-        self.task_index = model.task_index(self.task.name)
-        self.tiling = dict(mode=mode, tile=model.config.patch_size, tile_batch=tile_batch, progress=False)
-        self.self_ensemble, self.precision = self_ensemble, precision
+        self._attach(model, get_task(task), mode, self_ensemble, tile_batch, precision, progress=False)
         return self
+
+    def _attach(self, model, task, mode, self_ensemble, tile_batch, precision, progress) -> None:
+        self.task, self.model = task, model
+        self.device = next(model.parameters()).device
+        self.task_index = model.task_index(task.name)
+        self.tiling = dict(mode=mode, tile=model.config.patch_size, tile_batch=tile_batch, progress=progress)
+        self.self_ensemble, self.precision = self_ensemble, precision
 
     def _model_fn(self, tiles: torch.Tensor) -> torch.Tensor:
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision == "bf16"

@@ -10,8 +10,6 @@ sigma=1.5, use_sample_covariance=False, data_range=255); RGB SSIM is the mean ov
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -36,6 +34,7 @@ def _as_bchw64(image) -> torch.Tensor:
 
 
 def quantize(x: torch.Tensor) -> torch.Tensor:
+    """The official output quantisation: round(clamp(x, 0, 255))."""
     return x.clamp(0, 255).round()
 
 
@@ -103,7 +102,3 @@ def shave_for(task) -> int:
 
     scale = get_task(task).scale
     return scale if scale > 1 else 0
-
-
-def psnr_from_mse(mse: float) -> float:
-    return 10 * math.log10(DATA_RANGE**2 / mse) if mse > 0 else math.inf

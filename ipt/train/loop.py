@@ -145,20 +145,20 @@ class Trainer:
                         break  # the epoch is over
                     started = time.perf_counter()
                     self.optimizer.zero_grad(set_to_none=True)
-                    l1_sum = contrastive_sum = 0.0
+                    losses = torch.zeros(2, device=self.dist.device)  # (l1, contrastive), summed on the device
                     for j, batch in enumerate(group):
                         last = j == len(group) - 1
                         sync = nullcontext() if last or wrapped is self.model else wrapped.no_sync()
                         with sync:
                             l1, contrastive = self._losses(forward, batch)
                             ((l1 + cfg.contrastive_weight * contrastive) / self.accumulation).backward()
-                        l1_sum += l1.item() / self.accumulation
-                        contrastive_sum += contrastive.item() / self.accumulation
+                        losses += torch.stack([l1.detach(), contrastive.detach()]) / self.accumulation
                     if cfg.grad_clip > 0:
                         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
                     self.optimizer.step()
-                    if self.dist.device.type == "cuda":
-                        torch.cuda.synchronize()
+                    # The one host sync of a step: it reads the losses and ends the step's GPU work, so the
+                    # compute time below is honest.
+                    l1_sum, contrastive_sum = losses.tolist()
                     pos.step += 1
                     pos.next_batch += self.accumulation
                     loss = l1_sum + cfg.contrastive_weight * contrastive_sum
