@@ -34,17 +34,22 @@ def restorer_from_args(args):
 
 
 def run_main(main) -> None:
-    """Runs a CLI main(); expected errors (bad input, files) end with one clear line, not a traceback."""
+    """Runs a CLI main(); expected errors (bad input, files, another rank's failure) end with one clear
+    line, not a traceback. In a job of several ranks the line names this rank."""
+    import os
+
     from .data.folders import DataLayoutError
     from .data.images import UnreadableImageError
     from .model.checkpoint import CheckpointError
     from .train.state import CheckpointWriteError
+    from .train.watchdog import PeerFailedError
 
     try:
         main()
     except (CheckpointError, CheckpointWriteError, DataLayoutError, UnreadableImageError, FileNotFoundError,
-            ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+            ValueError, PeerFailedError) as error:
+        where = f" (rank {os.environ.get('RANK', '?')})" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+        print(f"error{where}: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -64,6 +69,12 @@ def add_training_arguments(parser: argparse.ArgumentParser, default_out: str) ->
     parser.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     parser.add_argument("--checkpoint-every", type=int, help="optimizer steps between checkpoints")
     parser.add_argument("--device", default=None, help="default: this rank's GPU when there is one, else the CPU")
+    parser.add_argument("--dist-timeout", type=float, metavar="SECONDS",
+                        help="how long a collective waits for the other ranks (default 300)")
+    parser.add_argument("--heartbeat-timeout", type=float, metavar="SECONDS",
+                        help="how long a rank may go without a heartbeat before it counts as dead (default 60)")
+    parser.add_argument("--wait-timeout", type=float, metavar="SECONDS",
+                        help="how long ranks wait for each other at start-up, checkpoints, validation (default 3600)")
     parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
 
 
@@ -71,7 +82,9 @@ def training_config(args, base):
     """The config named by --config with the command line's overrides applied."""
     return base.updated(steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, micro_batch=args.micro_batch,
                         lr=args.lr, workers=args.workers, seed=args.seed, amp=args.amp, compile=args.compile,
-                        checkpoint_every=args.checkpoint_every, loader="dali" if args.dali else None)
+                        checkpoint_every=args.checkpoint_every, loader="dali" if args.dali else None,
+                        dist_timeout=args.dist_timeout, heartbeat_timeout=args.heartbeat_timeout,
+                        wait_timeout=args.wait_timeout)
 
 
 def check_fresh_output(out, resume: bool) -> None:

@@ -50,8 +50,8 @@ def main(argv=None) -> dict:
     from .data.samples import sample_images_dir
     from .model import IPTConfig, load_model
     from .tasks import get_task
-    from .train import Trainer, load_config
-    from .train.distributed import teardown
+    from .train import Trainer, TrainConfig, load_config
+    from .train.distributed import join, teardown
 
     parser = argparse.ArgumentParser(prog="python -m ipt.finetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,20 +64,26 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     task = get_task(args.task)
-    model = load_model(args.init, task).subset([task.name])
-    config = load_config(args.config or ("ipt-finetune" if model.config == IPTConfig() else "small-finetune"))
-    config = training_config(args, config.updated(model=model.config.to_dict(), tasks=(task.name,)))
-    check_fresh_output(args.out, args.resume)
-    patch = model.config.patch_size
-    source = Path(args.data) if args.data else sample_images_dir()
-    layout, _ = find_pairs(source, scale=task.scale)
-    data = (load_training_images(source, min_size=patch * task.scale) if layout == "clean"
-            else load_image_pairs(source, scale=task.scale, min_size=patch))
+    # Join the job before reading --init: a rank that cannot read it must end the others too. So the
+    # timeouts come from the command line and --config (the default configs keep TrainConfig's).
+    named = load_config(args.config) if args.config else None
+    early = training_config(args, named or TrainConfig())
+    dist = join(early, args.device)
     out = Path(args.out)
     try:
-        trainer = Trainer(config, data, out, model=model, resume=args.resume, device=args.device,
-                          validate=make_validator(task, Path(args.val) if args.val else sample_images_dir(), out),
-                          progress=False if args.no_progress else None)
+        with dist.stage("start-up"):
+            model = load_model(args.init, task).subset([task.name])
+            base = named or load_config("ipt-finetune" if model.config == IPTConfig() else "small-finetune")
+            config = training_config(args, base.updated(model=model.config.to_dict(), tasks=(task.name,)))
+            check_fresh_output(args.out, args.resume)
+            patch = model.config.patch_size
+            source = Path(args.data) if args.data else sample_images_dir()
+            layout, _ = find_pairs(source, scale=task.scale)
+            data = (load_training_images(source, min_size=patch * task.scale) if layout == "clean"
+                    else load_image_pairs(source, scale=task.scale, min_size=patch))
+            trainer = Trainer(config, data, out, model=model, resume=args.resume, device=args.device,
+                              validate=make_validator(task, Path(args.val) if args.val else sample_images_dir(), out),
+                              progress=False if args.no_progress else None)
         if trainer.dist.is_main:
             print(f"fine-tuning {task.name} from {args.init} on {len(data)} {layout} items of {source}; "
                   f"{trainer.total_steps} steps of {config.batch_size}", flush=True)

@@ -17,7 +17,7 @@ def main(argv=None) -> dict:
     from .data import load_training_images
     from .tasks import get_task
     from .train import Trainer, load_config
-    from .train.distributed import teardown
+    from .train.distributed import join, teardown
 
     parser = argparse.ArgumentParser(prog="python -m ipt.pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -27,14 +27,18 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     config = training_config(args, load_config(args.config))
-    check_fresh_output(args.out, args.resume)
     from .model import get_config
 
-    patch = get_config(config.model).patch_size
-    data = load_training_images(args.data, min_size=patch * max(get_task(t).scale for t in config.tasks))
+    # Join the job before touching files, so that a failure on any rank (a missing data folder on one
+    # node, say) ends every rank at once rather than leaving them waiting for it.
+    dist = join(config, args.device)
     try:
-        trainer = Trainer(config, data, args.out, resume=args.resume, device=args.device,
-                          progress=False if args.no_progress else None)
+        with dist.stage("start-up"):
+            check_fresh_output(args.out, args.resume)
+            patch = get_config(config.model).patch_size
+            data = load_training_images(args.data, min_size=patch * max(get_task(t).scale for t in config.tasks))
+            trainer = Trainer(config, data, args.out, resume=args.resume, device=args.device,
+                              progress=False if args.no_progress else None)
         if trainer.dist.is_main:
             print(f"pretraining {trainer.model.task_names} ({sum(p.numel() for p in trainer.model.parameters()):,} "
                   f"parameters) on {len(data)} images from {data.source}; {trainer.total_steps} steps of "

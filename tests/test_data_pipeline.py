@@ -275,7 +275,7 @@ def test_scan_cache_is_reused_and_invalidated(tmp_path):
     root = _folder(tmp_path)
     cache = tmp_path / "scan.tsv"
     first = load_training_images(root, cache=cache)
-    assert len(cache.read_text().splitlines()) == 4
+    assert len(cache.read_text().splitlines()) == 4 + 2  # a header, the images, an end line
     path = first.records[0].path
     write_image(path, photo("chelsea")[:100, :120])  # changed on disk: re-checked
     second = load_training_images(root, cache=cache)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_write
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
@@ -66,12 +68,17 @@ def read_image(path) -> np.ndarray:
 
 
 def write_image(path, image: np.ndarray) -> Path:
-    """Writes (H, W, 3) uint8 (PNG unless the name says otherwise); makes parent folders."""
+    """Writes (H, W, 3) uint8 in the format the name says; makes parent folders. The file appears whole
+    or not at all (ipt.files.atomic_write), so processes that share a folder (the ranks of a job writing
+    the sample photographs) never read each other's half-written files."""
     from PIL import Image
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_rgb_uint8(image, str(path))).save(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown image file extension {path.suffix!r}")
+    pixels = Image.fromarray(to_rgb_uint8(image, str(path)))
+    atomic_write(path, lambda tmp: pixels.save(tmp, format=fmt))
     return path
 
 

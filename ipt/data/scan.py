@@ -4,7 +4,8 @@ A corrupt file must never crash an epoch, and DALI's decoders abort the whole pi
 file is checked once: its header must parse, JPEG and PNG files must end with their end marker (the
 usual damage is truncation), other formats are decoded in full, and images smaller than the crop are
 set aside. Unusable files are skipped with one counted warning. Results are cached per file (path,
-size, modification time), so a data set is checked once, not every run.
+size, modification time), so a data set is checked once, not every run; every rank of a job may scan
+and save the same cache at once (see ScanCache).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import atomic_write
 from .samples import default_cache_dir
 
 
@@ -70,25 +72,80 @@ def check_image(path, full: bool = False) -> tuple[str, int, int]:
     return "ok", width, height
 
 
+STATUSES = ("ok", "unreadable", "truncated")  # what check_image can say of a file
+
+
 class ScanCache:
-    """Tab-separated lines: path, size, mtime_ns, status, width, height."""
+    """The results of earlier scans, one file per data folder, shared by every process that scans it.
+
+    Many processes may read and write one cache at once -- the ranks of a job, on one machine or on
+    many that share the folder over NFS. Each writes a whole new file under a unique temporary name and
+    renames it into place (ipt.files.atomic_write), so a reader sees one complete cache or another. The
+    ranks of a job scan the same files, so whichever rename lands last loses nothing (scans of other
+    files of the folder at the same moment may drop each other's new entries: a rescan). The cache only saves
+    time: a file that cannot be read, is torn (no end line with the right count) or was written by
+    something else is ignored and rewritten, and one that cannot be written is a warning.
+
+    The format: a header line, then per file a tab-separated line (path, size, mtime_ns, status, width,
+    height), then an end line with the count. Paths holding a tab or a line break are not cached.
+    """
+
+    HEADER = "# ipt scan cache v2"
+    END = "# end"
 
     def __init__(self, path: Path | None):
         self.path = path
         self.entries: dict[str, tuple] = {}
-        if path is not None and path.is_file():
-            for line in path.read_text().splitlines():
-                parts = line.split("\t")
-                if len(parts) == 6:
-                    self.entries[parts[0]] = (int(parts[1]), int(parts[2]), parts[3], int(parts[4]), int(parts[5]))
+        self.changed = False  # whether the file on disk should be (re)written
+        if path is not None:
+            loaded = self._read(path)
+            self.changed = loaded is None
+            self.entries = loaded or {}
+
+    @classmethod
+    def _read(cls, path: Path) -> dict[str, tuple] | None:
+        """The entries of a complete cache file of ours, else None."""
+        try:
+            text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+        except OSError:  # missing, unreadable, a folder...
+            return None
+        lines = text.split("\n")
+        if len(lines) < 3 or lines[0] != cls.HEADER or lines[-1] != "":
+            return None
+        footer = lines[-2].split("\t")
+        body = lines[1:-2]
+        if len(footer) != 2 or footer[0] != cls.END or footer[1] != str(len(body)):
+            return None
+        entries = {}
+        try:
+            for line in body:
+                path_, size, mtime, status, width, height = line.split("\t")
+                if status not in STATUSES:
+                    return None
+                entries[path_] = (int(size), int(mtime), status, int(width), int(height))
+        except ValueError:  # a wrong field count or a number that is not one
+            return None
+        return entries
+
+    def update(self, key: str, entry: tuple) -> None:
+        if self.entries.get(key) != entry:
+            self.entries[key] = entry
+            self.changed = True
 
     def save(self) -> None:
-        if self.path is None:
+        """Writes the cache if it changed; a failure (read-only folder, full disk) only costs a rescan."""
+        if self.path is None or not self.changed:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(f"{p}\t{s}\t{m}\t{st}\t{w}\t{h}\n" for p, (s, m, st, w, h) in self.entries.items()))
-        os.replace(tmp, self.path)
+        rows = [f"{p}\t{s}\t{m}\t{st}\t{w}\t{h}\n" for p, (s, m, st, w, h) in self.entries.items()
+                if "\t" not in p and "\n" not in p]
+        data = "".join([f"{self.HEADER}\n", *rows, f"{self.END}\t{len(rows)}\n"]).encode("utf-8", "surrogateescape")
+        try:
+            atomic_write(self.path, lambda tmp: Path(tmp).write_bytes(data))
+        except OSError as error:
+            warnings.warn(f"could not save the scan cache {self.path} ({error.strerror or error}); the next run "
+                          "checks the images again", RuntimeWarning, stacklevel=3)
+            return
+        self.changed = False
 
 
 def default_scan_cache(paths: list[Path]) -> Path:
@@ -119,7 +176,7 @@ def scan_images(paths, min_size: int = 0, cache: Path | None | str = "default", 
     report = ScanReport([])
     for path, (key, stamp, (status, width, height)) in zip(paths, results):
         if stamp is not None:
-            cache.entries[key] = (*stamp, status, width, height)
+            cache.update(key, (*stamp, status, width, height))
         if status == "ok" and min(width, height) < min_size:
             status = f"smaller than {min_size} px"
         if status == "ok":

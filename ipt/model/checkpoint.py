@@ -9,13 +9,12 @@ save never leaves a truncated checkpoint behind.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ..files import atomic_write
 from ..tasks import TASK_NAMES, get_task
 from .config import IPTConfig
 from .ipt import IPT
@@ -26,22 +25,6 @@ FORMAT_VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model asked for."""
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """write(tmp_path) into a temporary file in path's folder, then rename it over path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def model_payload(model: IPT) -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..model.config import PRESETS as MODEL_PRESETS
 from ..model.config import reject_unknown_fields
 from ..tasks import TASK_NAMES, get_task
+from .watchdog import HEARTBEAT_INTERVAL_S
 
 AMP_MODES = ("auto", "bf16", "fp32")
 LOADERS = ("torch", "dali")
@@ -47,6 +48,14 @@ class TrainConfig:
     checkpoint_every: int = 1000  # optimizer steps
     keep_checkpoints: int = 3
     log_every: int = 20
+    # Distributed runs (ipt.train.watchdog), in seconds. A rank that raises ends the job at once, one that
+    # dies (no heartbeat) after heartbeat_timeout; one that lives but is stuck after dist_timeout in a
+    # collective (torch's default: 10 minutes on NCCL, 30 on gloo), or after wait_timeout at a barrier --
+    # where ranks wait for start-up (scanning the data) and for rank-0-only work (checkpoints, validation),
+    # kept out of collectives so that they may take longer than dist_timeout.
+    dist_timeout: float = 300.0
+    heartbeat_timeout: float = 60.0
+    wait_timeout: float = 3600.0
 
     def __post_init__(self):
         problems = []
@@ -66,6 +75,10 @@ class TrainConfig:
             problems.append(f"lr_gamma must be in (0, 1], got {self.lr_gamma!r}")
         if self.contrastive_weight < 0 or self.temperature <= 0 or self.grad_clip < 0 or self.weight_decay < 0:
             problems.append("contrastive_weight, grad_clip and weight_decay must be >= 0 and temperature > 0")
+        for name, least in (("dist_timeout", 0), ("heartbeat_timeout", 2 * HEARTBEAT_INTERVAL_S), ("wait_timeout", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > least:
+                problems.append(f"{name} must be a number of seconds > {least:g}, got {value!r}")
         if self.amp not in AMP_MODES:
             problems.append(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.loader not in LOADERS:

@@ -34,9 +34,19 @@ class Trainer:
         """data: TrainingImages (degraded on the fly) or ImagePairs. model: start from these weights
         (fine-tuning); default a new IPT(config.tasks, config.model). validate(model, epoch) -> metrics,
         run on rank 0 after every epoch. loader: use this instead of building one from config.loader
-        (anything with .tasks, len() and .epoch(epoch, start), e.g. synthetic batches for benchmarks)."""
+        (anything with .tasks, len() and .epoch(epoch, start), e.g. synthetic batches for benchmarks).
+
+        In a job of several ranks (torchrun), an error on any rank ends every rank: the failing rank raises
+        its error, the others PeerFailedError naming it, and a rank that does not end by itself within
+        seconds (blocked in a collective) is ended by its watchdog (ipt.train.watchdog)."""
         self.config, self.out, self.validate, self.progress = config, Path(out), validate, progress
-        self.dist = distributed.setup(device)
+        self.dist = distributed.join(config, device)
+        # Everything up to the first collective is agreed: if it fails on one rank, it fails on all,
+        # instead of leaving the others blocked in DDP's first broadcast.
+        with self.dist.stage("start-up"):
+            self._start(config, data, model, resume, loader)
+
+    def _start(self, config: TrainConfig, data, model, resume: bool, loader) -> None:
         world = self.dist.world
         self.micro_batch = config.micro_batch or config.batch_size // world
         if self.micro_batch < 1 or config.batch_size % (self.micro_batch * world):
@@ -58,7 +68,6 @@ class Trainer:
 
         if self.dist.is_main:
             state.check_writable(self.out)
-        distributed.barrier()
         if resume:
             self._resume()
         self.loader = loader or make_loader(
@@ -90,16 +99,14 @@ class Trainer:
             print(f"resumed from {path} (step {self.position.step}, epoch {self.position.epoch})", flush=True)
 
     def _save(self) -> Path | None:
-        """Writes a checkpoint on rank 0; every rank stops if that fails."""
-        path, error = None, None
+        """Writes a checkpoint on rank 0 while the others wait (on the store, so a slow write is not a
+        collective timeout); if the write fails, every rank stops (run() posts the error)."""
+        path = None
         if self.dist.is_main:
-            try:
+            with self.dist.critical():
                 path = state.save(self.out, self.model, self.optimizer, self.scheduler, self.position,
                                   self.config.to_dict(), self.config.keep_checkpoints)
-            except state.CheckpointWriteError as failure:
-                error = failure
-        if not distributed.all_ranks_agree(error is None):
-            raise error or state.CheckpointWriteError("rank 0 could not write its checkpoint")
+        self.dist.barrier("checkpoint")
         return path
 
     def _forward_fn(self):
@@ -128,66 +135,78 @@ class Trainer:
             contrastive = torch.zeros((), device=l1.device)
         return l1, contrastive
 
+    def _step(self, wrapped, forward, group) -> tuple[float, float]:
+        """One optimizer step over a group of micro-batches; returns their mean (l1, contrastive) losses."""
+        cfg = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        losses = torch.zeros(2, device=self.dist.device)  # (l1, contrastive), summed on the device
+        for j, batch in enumerate(group):
+            last = j == len(group) - 1
+            sync = nullcontext() if last or wrapped is self.model else wrapped.no_sync()
+            with sync:
+                l1, contrastive = self._losses(forward, batch)
+                ((l1 + cfg.contrastive_weight * contrastive) / self.accumulation).backward()
+            losses += torch.stack([l1.detach(), contrastive.detach()]) / self.accumulation
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        # The one host sync of a step: it reads the losses and ends the step's GPU work, so the compute
+        # time the log shows is honest.
+        l1_sum, contrastive_sum = losses.tolist()
+        return l1_sum, contrastive_sum
+
     def run(self) -> dict:
+        """Trains to the step or epoch budget; an error on any rank ends every rank (with that error)."""
         cfg, pos = self.config, self.position
-        wrapped, forward = self._forward_fn()
-        log = RunLog(self.out, self.model.task_names, self.total_steps, pos.step, cfg.log_every,
-                     enabled=self.dist.is_main, progress=self.progress)
         first_loss = last_loss = None
-        saved_at = None
+        saved_at = log = None
         try:
-            while pos.step < self.total_steps and pos.epoch < cfg.epochs:
-                batches = iter(self.loader.epoch(pos.epoch, start=pos.next_batch))
-                while pos.step < self.total_steps:
-                    waited = time.perf_counter()
-                    group = [b for _, b in zip(range(self.accumulation), batches)]
-                    if len(group) < self.accumulation:
-                        break  # the epoch is over
-                    started = time.perf_counter()
-                    self.optimizer.zero_grad(set_to_none=True)
-                    losses = torch.zeros(2, device=self.dist.device)  # (l1, contrastive), summed on the device
-                    for j, batch in enumerate(group):
-                        last = j == len(group) - 1
-                        sync = nullcontext() if last or wrapped is self.model else wrapped.no_sync()
-                        with sync:
-                            l1, contrastive = self._losses(forward, batch)
-                            ((l1 + cfg.contrastive_weight * contrastive) / self.accumulation).backward()
-                        losses += torch.stack([l1.detach(), contrastive.detach()]) / self.accumulation
-                    if cfg.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                    self.optimizer.step()
-                    # The one host sync of a step: it reads the losses and ends the step's GPU work, so the
-                    # compute time below is honest.
-                    l1_sum, contrastive_sum = losses.tolist()
-                    pos.step += 1
-                    pos.next_batch += self.accumulation
-                    loss = l1_sum + cfg.contrastive_weight * contrastive_sum
-                    first_loss = loss if first_loss is None else first_loss
-                    last_loss = loss
-                    log.step(step=pos.step, epoch=pos.epoch, lr=self.optimizer.param_groups[0]["lr"], loss=loss,
-                             l1=l1_sum, contrastive=contrastive_sum, task=self.model.task_names[group[0].task],
-                             samples=sum(len(b.sample_ids) for b in group) * self.dist.world,
-                             data_wait=started - waited, compute=time.perf_counter() - started)
-                    if pos.step % cfg.checkpoint_every == 0:
-                        self._save()
-                        saved_at = pos.step
-                else:
-                    break  # the step budget is spent
-                if pos.step >= self.total_steps:
-                    break
-                pos.epoch, pos.next_batch = pos.epoch + 1, 0
-                self.scheduler.step()
-                if self.validate is not None and self.dist.is_main:
-                    self.validate(self.model, pos.epoch - 1)
-            if saved_at != pos.step:
-                self._save()
-            model_path = self.out / "model.safetensors"
-            if self.dist.is_main:
-                self.model.save(model_path, step=pos.step)
-                if self.validate is not None:
-                    self.validate(self.model, pos.epoch)
-            distributed.barrier()
+            # The guard sits inside this frame: it posts an error before the frame's loader (DataLoader
+            # workers take seconds to stop) is torn down, so the other ranks hear of it at once.
+            with self.dist.guard():
+                log = RunLog(self.out, self.model.task_names, self.total_steps, pos.step, cfg.log_every,
+                             enabled=self.dist.is_main, progress=self.progress)
+                wrapped, forward = self._forward_fn()
+                while pos.step < self.total_steps and pos.epoch < cfg.epochs:
+                    batches = iter(self.loader.epoch(pos.epoch, start=pos.next_batch))
+                    while pos.step < self.total_steps:
+                        waited = time.perf_counter()
+                        group = [b for _, b in zip(range(self.accumulation), batches)]
+                        if len(group) < self.accumulation:
+                            break  # the epoch is over
+                        started = time.perf_counter()
+                        l1_sum, contrastive_sum = self._step(wrapped, forward, group)
+                        pos.step += 1
+                        pos.next_batch += self.accumulation
+                        loss = l1_sum + cfg.contrastive_weight * contrastive_sum
+                        first_loss = loss if first_loss is None else first_loss
+                        last_loss = loss
+                        log.step(step=pos.step, epoch=pos.epoch, lr=self.optimizer.param_groups[0]["lr"], loss=loss,
+                                 l1=l1_sum, contrastive=contrastive_sum, task=self.model.task_names[group[0].task],
+                                 samples=sum(len(b.sample_ids) for b in group) * self.dist.world,
+                                 data_wait=started - waited, compute=time.perf_counter() - started)
+                        if pos.step % cfg.checkpoint_every == 0:
+                            self._save()
+                            saved_at = pos.step
+                    else:
+                        break  # the step budget is spent
+                    if pos.step >= self.total_steps:
+                        break
+                    pos.epoch, pos.next_batch = pos.epoch + 1, 0
+                    self.scheduler.step()
+                    if self.validate is not None and self.dist.is_main:
+                        self.validate(self.model, pos.epoch - 1)
+                    self.dist.barrier("epoch")  # on the store: rank 0's validation may outlast dist_timeout
+                if saved_at != pos.step:
+                    self._save()
+                if self.dist.is_main:
+                    with self.dist.critical():
+                        self.model.save(self.out / "model.safetensors", step=pos.step)
+                    if self.validate is not None:
+                        self.validate(self.model, pos.epoch)
+                self.dist.barrier("end")
         finally:
-            log.close()
+            if log is not None:
+                log.close()
         return {"steps": pos.step, "epoch": pos.epoch, "first_loss": first_loss, "last_loss": last_loss,
                 "model": str(self.out / "model.safetensors"), "checkpoints": [str(p) for p in state.checkpoints(self.out)]}

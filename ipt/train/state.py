@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from ..model.checkpoint import FORMAT, CheckpointError, atomic_write, model_payload
+from ..files import atomic_write
+from ..model.checkpoint import FORMAT, CheckpointError, model_payload
 
 TRAIN_FORMAT = FORMAT + "-train"
 NAME = re.compile(r"step_(\d{8})\.pt$")
