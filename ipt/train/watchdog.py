@@ -84,6 +84,7 @@ class Watchdog:
         self.critical_timeout, self.interval = critical_timeout, interval
         self.store = connect(heartbeat_timeout)
         self._barriers = 0
+        self._stage_depth = 0
         self._failure: str | None = None
         self._acked = False
         self._handled_at: float | None = None  # when the main thread took a failure in hand (raised it)
@@ -195,7 +196,7 @@ class Watchdog:
             self._in_barrier = False
 
     def _fail(self, message: str) -> PeerFailedError:
-        """Posts a failure this rank found (a stuck or diverged job) and returns the error to raise."""
+        """Posts a failure the main thread found and acknowledges it; returns the job's failure to raise."""
         first = self.post_failure(message)
         self._acknowledge()
         return PeerFailedError(first)
@@ -219,18 +220,23 @@ class Watchdog:
             if isinstance(error, SystemExit) and error.code in (0, None):
                 raise
             ours = f"rank {self.rank} failed: {describe(error)}"
-            first = self.post_failure(ours)
-            self._acknowledge()
+            first = str(self._fail(ours))
             if first != ours:
                 raise PeerFailedError(f"{first} (then on this rank: {describe(error, 300)})") from error
             raise
 
     @contextmanager
     def stage(self, name: str):
-        """A block every rank runs, then waits for all: it succeeds on every rank or raises on every rank."""
-        with self.guard():
-            yield
-            self.barrier(name)
+        """A block every rank runs, then waits for all: it succeeds on every rank or raises on every rank.
+        A stage inside a stage only guards (Trainer's start-up inside pretrain's): the outermost waits."""
+        self._stage_depth += 1
+        try:
+            with self.guard():
+                yield
+                if self._stage_depth == 1:
+                    self.barrier(name)
+        finally:
+            self._stage_depth -= 1
 
     @contextmanager
     def critical(self):
