@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ipt.data import degrade_batch, load_training_images, make_loader
+from ipt.data import degrade_batch, load_training_images
 from ipt.data.samples import sample_image, SAMPLE_NAMES
+from ipt.loaders import make_loader
+from ipt.model.config import IPTConfig
+from ipt.tasks import get_task
 
 from conftest import DEVICES
 
@@ -34,23 +37,22 @@ def jpeg_set(tmp_path_factory):
         size = (500, 375) if i % 3 else (375, 500)
         Image.fromarray(photo[top : top + ch, left : left + cw]).resize(size, Image.BICUBIC).save(
             root / f"img_{i:04d}.jpg", quality=90)
-    return load_training_images(root, min_size=192, cache=None)
+    return load_training_images(root, min_size=max(CROP_TASK), cache=None)
 
 
-def _crop_task(crop):
-    return {96: "sr2", 144: "sr3", 192: "sr4"}[crop]
-
-
-# Decoding and augmenting at every crop size; with the degradation step at one.
-CROPS = [pytest.param(96, False, id="96"), pytest.param(144, False, id="144"), pytest.param(192, False, id="192"),
-         pytest.param(96, True, id="96-with-degradation")]
+# The SR tasks' crops for the paper's model input (96, 144, 192): decoding and augmenting at each, with
+# the degradation step at one.
+CROP_TASK = {get_task(t).hr_crop_for(IPTConfig.patch_size): t for t in ("sr2", "sr3", "sr4")}
+SMALLEST = min(CROP_TASK)
+CROPS = [*(pytest.param(c, False, id=str(c)) for c in CROP_TASK),
+         pytest.param(SMALLEST, True, id=f"{SMALLEST}-with-degradation")]
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("crop, degrade", CROPS)
 @pytest.mark.parametrize("backend", ["dali", "torch"])
 def test_pipeline_throughput(measure, jpeg_set, backend, crop, degrade, device):
-    task = _crop_task(crop)
+    task = CROP_TASK[crop]
     loader = make_loader(backend, jpeg_set, [task], batch_size=BATCH, seed=0, workers=WORKERS, device=device,
                          repeat=REPEAT)
     epoch = iter(range(10**6))

@@ -11,6 +11,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ipt.data import Batch, load_training_images
+from ipt.model import get_config
+from ipt.tasks import get_task
 from ipt.train import PRESETS, Trainer
 
 from conftest import CUDA
@@ -71,13 +73,14 @@ def test_training_throughput(measure, benchmark, tmp_path, setup, loader):
         config = PRESETS["ipt"].updated(steps=steps, batch_size=64, loader="dali", workers=8, amp="bf16",
                                         checkpoint_every=10**6, log_every=10**6)
         device = "cuda"
-    data = load_training_images(min_size=48 * 4)
+    patch_size = get_config(config.model).patch_size
+    data = load_training_images(min_size=max(get_task(t).hr_crop_for(patch_size) for t in config.tasks))
     runs = iter(range(10**6))
 
     def train():
         trainer = Trainer(config, data, tmp_path / f"run{next(runs)}", device=device, progress=False)
         if loader == "synthetic":
-            crops = [trainer.model.config.patch_size * t.scale for t in trainer.model.tasks]
+            crops = [t.hr_crop_for(trainer.model.config.patch_size) for t in trainer.model.tasks]
             trainer.loader = SyntheticLoader(trainer.loader.tasks, crops, trainer.micro_batch, trainer.dist.device)
         trainer.run()
         return trainer

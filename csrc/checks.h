@@ -1,37 +1,173 @@
-// Argument validation shared by the CPU and CUDA wrappers, so both devices reject bad input with the
-// same messages (ipt/ops/_checks.py holds the Python twin used by the reference and fake kernels).
-// TORCH_CHECK_TYPE surfaces in Python as TypeError and TORCH_CHECK_VALUE as ValueError, the same
-// exception types the reference raises.
+// Argument checks of the compiled ops (CPU and CUDA), built only from csrc/contract.h, which is
+// generated from ipt/ops/contract.py: every bound, dtype set and message comes from there. The Python
+// twin (ipt/ops/checks.py) runs the same checks, in the same order, for the reference and the fake
+// kernels; tests/test_op_contracts.py proves both raise the same error for the same bad input.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
-#include "common/patch_index.h"
-#include "common/rain.h"
-
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <initializer_list>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "common/patch.h"
+#include "common/rain.h"
+#include "contract.h"
 
 namespace ipt {
 
-inline void check_float_dtype(const char* op, const char* name, const at::Tensor& t) {
-  const auto dtype = t.scalar_type();
-  TORCH_CHECK_TYPE(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kBFloat16 || dtype == at::kHalf,
-              op, ": ", name, " has dtype ", dtype,
-              "; supported dtypes are float32, float64, bfloat16 and float16");
+// --- formatting and raising: the rule of contract.py, as ipt/ops/checks.py show() implements it ------
+
+template <typename T, std::enable_if_t<std::is_integral_v<T>, int> = 0>
+inline std::string show(T value) {
+  return std::to_string(value);
+}
+inline std::string show(double value) {
+  if (std::isnan(value)) return "nan";  // printf may write -nan; Python never does
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g", value);
+  return text;
+}
+inline std::string show(const char* text) { return text; }
+inline std::string show(const c10::Device& device) { return device.str(); }
+inline std::string show(c10::ScalarType dtype) {
+  const char* name = contract::dtype_name(dtype);
+  return name != nullptr ? std::string("torch.") + name : std::string(c10::toString(dtype));
+}
+template <typename T>
+inline std::string show(at::ArrayRef<T> values) {  // [2, 3]
+  std::string out = "[";
+  for (size_t i = 0; i < values.size(); ++i) out += (i ? ", " : "") + show(values[i]);
+  return out + "]";
+}
+inline std::string show_tuple(std::initializer_list<int64_t> values) {  // (2,) or (4, 27)
+  std::string out = "(";
+  for (const int64_t v : values) out += (out.size() > 1 ? ", " : "") + show(v);
+  return out + (values.size() == 1 ? ",)" : ")");
 }
 
-// The degradations also take uint8 images (what decoders produce).
-inline void check_image_dtype(const char* op, const at::Tensor& x) {
-  const auto dtype = x.scalar_type();
-  TORCH_CHECK_TYPE(dtype == at::kByte || dtype == at::kFloat || dtype == at::kDouble || dtype == at::kBFloat16 ||
-                       dtype == at::kHalf,
-                   op, ": x has dtype ", dtype, "; supported dtypes are uint8, float32, float64, bfloat16 and float16");
+using Field = std::pair<const char*, std::string>;
+
+// Fills the {field}s of a message template.
+inline std::string format_message(const char* text, std::initializer_list<Field> fields) {
+  std::string out;
+  for (const char* p = text; *p != '\0'; ++p) {
+    const char* close = *p == '{' ? std::strchr(p, '}') : nullptr;
+    const Field* field = nullptr;
+    for (const Field& f : fields) {
+      if (close != nullptr && std::string(p + 1, close) == f.first) field = &f;
+    }
+    if (field == nullptr) {
+      out += *p;
+    } else {
+      out += field->second;
+      p = close;
+    }
+  }
+  return out;
+}
+
+inline void fail(const contract::Message& message, std::initializer_list<Field> fields) {
+  const std::string text = format_message(message.text, fields);
+  TORCH_CHECK_TYPE(!message.type_error, text);
+  TORCH_CHECK_VALUE(false, text);
+}
+
+// Raises `message` (TypeError or ValueError, as the contract says) unless `ok`; the fields are only
+// formatted on failure.
+#define IPT_REQUIRE(ok, message, ...)                                   \
+  do {                                                                  \
+    if (C10_UNLIKELY(!(ok))) ::ipt::fail(message, {__VA_ARGS__});       \
+  } while (0)
+
+// --- generic checks ----------------------------------------------------------------------------------
+
+inline void check_dims(const char* op, const char* name, const at::Tensor& t, int64_t ndim, const char* layout) {
+  IPT_REQUIRE(t.dim() == ndim, contract::msg::kDims, {"op", op}, {"name", name}, {"ndim", show(ndim)},
+              {"layout", layout}, {"shape", show(t.sizes())});
+}
+
+inline void check_dtype(const char* op, const char* name, const at::Tensor& t, const contract::DtypeSet& set) {
+  bool ok = false;
+  for (size_t i = 0; i < set.count; ++i) ok = ok || t.scalar_type() == set.types[i];
+  IPT_REQUIRE(ok, contract::msg::kDtype, {"op", op}, {"name", name}, {"dtype", show(t.scalar_type())},
+              {"supported", set.text});
+}
+
+inline void check_same_dtype(const char* op, const char* name, const at::Tensor& t, const char* other,
+                             const at::Tensor& ref) {
+  IPT_REQUIRE(t.scalar_type() == ref.scalar_type(), contract::msg::kSameDtype, {"op", op}, {"name", name},
+              {"dtype", show(t.scalar_type())}, {"other", other}, {"other_dtype", show(ref.scalar_type())});
+}
+
+inline void check_same_device(const char* op, const char* name, const at::Tensor& t, const char* other,
+                              const at::Tensor& ref) {
+  IPT_REQUIRE(t.device() == ref.device(), contract::msg::kSameDevice, {"op", op}, {"name", name},
+              {"device", show(t.device())}, {"other", other}, {"other_device", show(ref.device())});
+}
+
+inline void check_shape(const char* op, const char* name, const at::Tensor& t, const char* layout,
+                        std::initializer_list<int64_t> expected) {
+  IPT_REQUIRE(t.sizes().equals(at::IntArrayRef(expected)), contract::msg::kShape, {"op", op}, {"name", name},
+              {"layout", layout}, {"expected", show_tuple(expected)}, {"shape", show(t.sizes())});
+}
+
+inline void check_int_min(const char* op, const char* name, int64_t value, int64_t min) {
+  IPT_REQUIRE(value >= min, contract::msg::kIntMin, {"op", op}, {"name", name}, {"min", show(min)},
+              {"value", show(value)});
+}
+
+inline void check_finite_min(const char* op, const char* name, double value, double min) {
+  IPT_REQUIRE(std::isfinite(value) && value >= min, contract::msg::kFiniteMin, {"op", op}, {"name", name},
+              {"min", show(min)}, {"value", show(value)});
+}
+
+// The upper bound 2**63 is int64's own; the schemas carry seeds as int64, so only the front (Python)
+// can be handed a larger one, and checks it there.
+inline void check_seed(const char* op, int64_t seed) {
+  IPT_REQUIRE(seed >= contract::kSeedMin, contract::msg::kSeed, {"op", op}, {"min", show(contract::kSeedMin)},
+              {"bits", show(contract::kSeedBits)}, {"value", show(seed)});
+}
+
+inline void check_range(const char* op, const contract::RainBound& bound, at::ArrayRef<double> range) {
+  IPT_REQUIRE(range.size() == 2, contract::msg::kPair, {"op", op}, {"name", bound.name}, {"value", show(range)});
+  IPT_REQUIRE(std::isfinite(range[0]) && std::isfinite(range[1]) && bound.min <= range[0] && range[0] <= range[1] &&
+                  range[1] <= bound.max,
+              contract::msg::kRange, {"op", op}, {"name", bound.name}, {"low", show(range[0])},
+              {"high", show(range[1])}, {"min", show(bound.min)}, {"max", show(bound.max)});
+}
+
+// Checks the rain ranges (in contract order; rain_streaks passes all but the blend strength) and packs
+// them for the kernels' math.
+inline RainRanges check_rain_ranges(const char* op, std::initializer_list<at::ArrayRef<double>> ranges) {
+  RainRanges packed{};
+#define IPT_RAIN_FIELD(name) packed.name,
+  double* fields[] = {IPT_RAIN_PARAMS(IPT_RAIN_FIELD)};
+#undef IPT_RAIN_FIELD
+  size_t i = 0;
+  for (const at::ArrayRef<double> range : ranges) {
+    check_range(op, contract::kRainBounds[i], range);
+    fields[i][0] = range[0];
+    fields[i][1] = range[1];
+    ++i;
+  }
+  return packed;
 }
 
 inline void check_image_batch(const char* op, const at::Tensor& x) {
-  TORCH_CHECK_VALUE(x.dim() == 4, op, ": x must be 4-D (B, C, H, W), got shape ", x.sizes());
-  check_image_dtype(op, x);
+  check_dims(op, "x", x, 4, contract::kImageLayout);
+  check_dtype(op, "x", x, contract::kImageDtypes);
+}
+
+inline void check_sample_ids(const char* op, const at::Tensor& ids, const at::Tensor& x) {
+  check_shape(op, "sample_ids", ids, contract::kSampleIdsLayout, {x.size(0)});
+  check_dtype(op, "sample_ids", ids, contract::kIndexDtypes);
+  check_same_device(op, "sample_ids", ids, "x", x);
 }
 
 // Degraded images are float: uint8 input gives float32, float input keeps its dtype.
@@ -39,129 +175,94 @@ inline at::ScalarType degraded_dtype(const at::Tensor& x) {
   return x.scalar_type() == at::kByte ? at::kFloat : x.scalar_type();
 }
 
-inline void check_sample_ids(const char* op, const at::Tensor& ids, int64_t batch, const at::Device& device) {
-  TORCH_CHECK_VALUE(ids.dim() == 1 && ids.size(0) == batch, op, ": sample_ids must have shape (B,) = (", batch,
-                    ",), got ", ids.sizes());
-  TORCH_CHECK_TYPE(ids.scalar_type() == at::kLong, op, ": sample_ids must be int64, got ", ids.scalar_type());
-  TORCH_CHECK_VALUE(ids.device() == device, op, ": sample_ids is on ", ids.device(), " but the images are on ",
-                    device, "; they must be on the same device");
-}
+// --- the ops: the same checks in the same order as ipt/ops/checks.py -----------------------------------
 
-inline void check_seed(const char* op, int64_t seed) {
-  TORCH_CHECK_VALUE(seed >= 0, op, ": seed must be >= 0, got ", seed);
-}
-
-inline void check_range(const char* op, const char* name, at::ArrayRef<double> range, double min, double max) {
-  TORCH_CHECK_VALUE(range.size() == 2, op, ": ", name, " must be a (low, high) pair, got ", range.size(), " values");
-  TORCH_CHECK_VALUE(std::isfinite(range[0]) && std::isfinite(range[1]) && min <= range[0] && range[0] <= range[1] &&
-                        range[1] <= max,
-                    op, ": ", name, " range (", range[0], ", ", range[1], ") must satisfy ", min,
-                    " <= low <= high <= ", max);
-}
-
-// Validates the rain parameter ranges (alpha may be empty for rain_streaks) and packs them.
-inline RainRanges check_rain_ranges(const char* op, at::ArrayRef<double> amount, at::ArrayRef<double> thickness,
-                                    at::ArrayRef<double> length, at::ArrayRef<double> angle,
-                                    at::ArrayRef<double> alpha) {
-  check_range(op, "amount", amount, 0.0, 1.0);
-  check_range(op, "thickness", thickness, 0.05, 64.0);
-  check_range(op, "length", length, 0.0, 512.0);
-  check_range(op, "angle", angle, -360.0, 360.0);
-  RainRanges r{{amount[0], amount[1]}, {thickness[0], thickness[1]}, {length[0], length[1]}, {angle[0], angle[1]},
-               {0.0, 0.0}};
-  if (!alpha.empty()) {
-    check_range(op, "alpha", alpha, 0.0, 4.0);
-    r.alpha[0] = alpha[0];
-    r.alpha[1] = alpha[1];
+// Returns the geometry of x.
+inline PatchGeometry check_patch_unfold(const at::Tensor& x, int64_t patch_dim, const c10::optional<at::Tensor>& pos) {
+  constexpr const char* op = "patch_unfold";
+  check_dims(op, "x", x, 4, contract::kImageLayout);
+  check_dtype(op, "x", x, contract::kFloatDtypes);
+  check_int_min(op, "patch_dim", patch_dim, contract::kPatchDimMin);
+  const PatchGeometry g{x.size(1), x.size(2), x.size(3), patch_dim};
+  IPT_REQUIRE(g.height % patch_dim == 0 && g.width % patch_dim == 0, contract::msg::kPatchMultiple, {"op", op},
+              {"height", show(g.height)}, {"width", show(g.width)}, {"patch_dim", show(patch_dim)});
+  if (pos.has_value()) {
+    check_shape(op, "pos", *pos, contract::kPosLayout, {g.num_tokens(), g.token_dim()});
+    check_same_dtype(op, "pos", *pos, "x", x);
+    check_same_device(op, "pos", *pos, "x", x);
   }
-  return r;
+  return g;
 }
 
-inline void check_noise_args(const at::Tensor& x, double sigma, int64_t seed, const at::Tensor& sample_ids) {
+// Returns the geometry of the image it produces.
+inline PatchGeometry check_patch_fold(const at::Tensor& tokens, int64_t patch_dim, at::IntArrayRef size) {
+  constexpr const char* op = "patch_fold";
+  check_dims(op, "tokens", tokens, 3, contract::kTokensLayout);
+  check_dtype(op, "tokens", tokens, contract::kFloatDtypes);
+  check_int_min(op, "patch_dim", patch_dim, contract::kPatchDimMin);
+  IPT_REQUIRE(size.size() == 2, contract::msg::kFoldSizeLen, {"op", op}, {"value", show(size)});
+  const int64_t height = size[0], width = size[1];
+  IPT_REQUIRE(height >= 1 && width >= 1 && height % patch_dim == 0 && width % patch_dim == 0,
+              contract::msg::kFoldSize, {"op", op}, {"height", show(height)}, {"width", show(width)},
+              {"patch_dim", show(patch_dim)});
+  const int64_t area = patch_dim * patch_dim;
+  IPT_REQUIRE(tokens.size(2) % area == 0, contract::msg::kTokenLength, {"op", op}, {"length", show(tokens.size(2))},
+              {"area", show(area)});
+  const PatchGeometry g{tokens.size(2) / area, height, width, patch_dim};
+  IPT_REQUIRE(tokens.size(1) == g.num_tokens(), contract::msg::kTokenCount, {"op", op},
+              {"count", show(tokens.size(1))}, {"height", show(height)}, {"width", show(width)},
+              {"patch_dim", show(patch_dim)}, {"needed", show(g.num_tokens())});
+  return g;
+}
+
+inline void check_bicubic_resize(const at::Tensor& x, at::IntArrayRef size, at::ArrayRef<double> scale) {
+  constexpr const char* op = "bicubic_resize";
+  check_image_batch(op, x);
+  IPT_REQUIRE(x.size(2) >= contract::kResizeSizeMin && x.size(3) >= contract::kResizeSizeMin,
+              contract::msg::kImageSize, {"op", op}, {"min", show(contract::kResizeSizeMin)},
+              {"shape", show(x.sizes())});
+  IPT_REQUIRE(size.size() == 2 && size[0] >= contract::kResizeSizeMin && size[1] >= contract::kResizeSizeMin,
+              contract::msg::kResizeSize, {"op", op}, {"min", show(contract::kResizeSizeMin)}, {"value", show(size)});
+  bool scale_ok = scale.size() == 2;
+  for (const double s : scale) {
+    scale_ok = scale_ok && std::isfinite(s) && contract::kResizeScaleMin <= s && s <= contract::kResizeScaleMax;
+  }
+  IPT_REQUIRE(scale_ok, contract::msg::kResizeScale, {"op", op}, {"min", show(contract::kResizeScaleMin)},
+              {"max", show(contract::kResizeScaleMax)}, {"value", show(scale)});
+}
+
+inline void check_add_gaussian_noise(const at::Tensor& x, double sigma, int64_t seed, const at::Tensor& sample_ids) {
   constexpr const char* op = "add_gaussian_noise";
   check_image_batch(op, x);
-  TORCH_CHECK_VALUE(std::isfinite(sigma) && sigma >= 0.0, op, ": sigma must be finite and >= 0, got ", sigma);
+  check_finite_min(op, "sigma", sigma, contract::kSigmaMin);
   check_seed(op, seed);
-  check_sample_ids(op, sample_ids, x.size(0), x.device());
+  check_sample_ids(op, sample_ids, x);
 }
 
-inline RainRanges check_rain_streaks_args(const at::Tensor& sample_ids, int64_t height, int64_t width, int64_t seed,
-                                          at::ArrayRef<double> amount, at::ArrayRef<double> thickness,
-                                          at::ArrayRef<double> length, at::ArrayRef<double> angle) {
+inline RainRanges check_rain_streaks(const at::Tensor& sample_ids, int64_t height, int64_t width, int64_t seed,
+                                     std::initializer_list<at::ArrayRef<double>> ranges) {
   constexpr const char* op = "rain_streaks";
-  TORCH_CHECK_VALUE(height >= 1 && width >= 1, op, ": height and width must be >= 1, got ", height, "x", width);
+  check_dims(op, "sample_ids", sample_ids, 1, contract::kSampleIdsLayout);
+  check_dtype(op, "sample_ids", sample_ids, contract::kIndexDtypes);
+  check_int_min(op, "height", height, contract::kRainSizeMin);
+  check_int_min(op, "width", width, contract::kRainSizeMin);
   check_seed(op, seed);
-  check_sample_ids(op, sample_ids, sample_ids.dim() == 1 ? sample_ids.size(0) : -1, sample_ids.device());
-  return check_rain_ranges(op, amount, thickness, length, angle, {});
+  return check_rain_ranges(op, ranges);
 }
 
-inline RainRanges check_add_rain_args(const at::Tensor& x, const at::Tensor& sample_ids, int64_t seed,
-                                      at::ArrayRef<double> amount, at::ArrayRef<double> thickness,
-                                      at::ArrayRef<double> length, at::ArrayRef<double> angle,
-                                      at::ArrayRef<double> alpha) {
+inline RainRanges check_add_rain(const at::Tensor& x, const at::Tensor& sample_ids, int64_t seed,
+                                 std::initializer_list<at::ArrayRef<double>> ranges) {
   constexpr const char* op = "add_rain";
   check_image_batch(op, x);
   check_seed(op, seed);
-  check_sample_ids(op, sample_ids, x.size(0), x.device());
-  TORCH_CHECK_VALUE(alpha.size() == 2, op, ": alpha must be a (low, high) pair");
-  return check_rain_ranges(op, amount, thickness, length, angle, alpha);
+  check_sample_ids(op, sample_ids, x);
+  return check_rain_ranges(op, ranges);
 }
 
-inline void check_resize_args(const at::Tensor& x, at::IntArrayRef size, at::ArrayRef<double> scale) {
-  constexpr const char* op = "bicubic_resize";
-  check_image_batch(op, x);
-  TORCH_CHECK_VALUE(x.size(2) >= 1 && x.size(3) >= 1, op, ": H and W must be >= 1, got ", x.sizes());
-  TORCH_CHECK_VALUE(size.size() == 2 && size[0] >= 1 && size[1] >= 1, op,
-                    ": size must be two output lengths >= 1, got ", size);
-  TORCH_CHECK_VALUE(scale.size() == 2 && std::isfinite(scale[0]) && std::isfinite(scale[1]) &&
-                        scale[0] >= 1.0 / 1024 && scale[1] >= 1.0 / 1024 && scale[0] <= 1024.0 && scale[1] <= 1024.0,
-                    op, ": scale must be two output/input length ratios in [1/1024, 1024], got ", scale);
-}
-
-inline void check_patch_size(const char* op, int64_t patch) {
-  TORCH_CHECK_VALUE(patch >= 1, op, ": patch must be >= 1, got ", patch);
-}
-
-// Validates patch_unfold's arguments and returns the geometry of x.
-inline PatchGeometry check_patch_unfold_args(const at::Tensor& x, int64_t patch,
-                                             const c10::optional<at::Tensor>& pos) {
-  constexpr const char* op = "patch_unfold";
-  TORCH_CHECK_VALUE(x.dim() == 4, op, ": x must be 4-D (B, C, H, W), got shape ", x.sizes());
-  check_float_dtype(op, "x", x);
-  check_patch_size(op, patch);
-  const PatchGeometry g{x.size(1), x.size(2), x.size(3), patch};
-  TORCH_CHECK_VALUE(g.height % patch == 0 && g.width % patch == 0, op, ": H=", g.height, " and W=", g.width,
-              " must be multiples of patch=", patch);
-  if (pos.has_value()) {
-    const at::Tensor& p = *pos;
-    TORCH_CHECK_VALUE(p.dim() == 2 && p.size(0) == g.num_tokens() && p.size(1) == g.token_dim(), op,
-                ": pos must have shape (N, C*patch^2) = (", g.num_tokens(), ", ", g.token_dim(),
-                "), got ", p.sizes());
-    TORCH_CHECK_TYPE(p.scalar_type() == x.scalar_type(), op, ": pos has dtype ", p.scalar_type(),
-                " but x has dtype ", x.scalar_type(), "; they must match");
-    TORCH_CHECK_VALUE(p.device() == x.device(), op, ": pos is on ", p.device(), " but x is on ", x.device(),
-                "; they must be on the same device");
-  }
-  return g;
-}
-
-// Validates patch_fold's arguments and returns the geometry of the image it produces.
-inline PatchGeometry check_patch_fold_args(const at::Tensor& tokens, int64_t patch, at::IntArrayRef size) {
-  constexpr const char* op = "patch_fold";
-  TORCH_CHECK_VALUE(tokens.dim() == 3, op, ": tokens must be 3-D (B, N, C*patch^2), got shape ", tokens.sizes());
-  check_float_dtype(op, "tokens", tokens);
-  check_patch_size(op, patch);
-  TORCH_CHECK_VALUE(size.size() == 2, op, ": size must be (H, W), got ", size);
-  const int64_t height = size[0], width = size[1];
-  TORCH_CHECK_VALUE(height >= 1 && width >= 1 && height % patch == 0 && width % patch == 0, op, ": size (H=",
-              height, ", W=", width, ") must be positive multiples of patch=", patch);
-  const int64_t patch_area = patch * patch;
-  TORCH_CHECK_VALUE(tokens.size(2) % patch_area == 0, op, ": token length ", tokens.size(2),
-              " is not a multiple of patch^2=", patch_area);
-  const PatchGeometry g{tokens.size(2) / patch_area, height, width, patch};
-  TORCH_CHECK_VALUE(tokens.size(1) == g.num_tokens(), op, ": got ", tokens.size(1), " tokens but size (", height,
-              ", ", width, ") with patch ", patch, " needs ", g.num_tokens());
-  return g;
-}
+// Kernel parameter lists and calls spelled from the contract's rain parameters, e.g.
+//   f(const at::Tensor& x IPT_RAIN_PARAMS(IPT_RANGE_PARAM))  ->  f(const at::Tensor& x, at::ArrayRef<double> amount, ...)
+//   check_add_rain(x, ids, seed, {IPT_RAIN_PARAMS(IPT_RANGE_NAME)})
+#define IPT_RANGE_PARAM(name) , at::ArrayRef<double> name
+#define IPT_RANGE_NAME(name) name,
 
 }  // namespace ipt

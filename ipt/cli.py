@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import typing
+from pathlib import Path
 
-from .inference import MODES, PRECISIONS
+from .errors import ConfigError, IPTError
+from .inference import MODES, PRECISIONS, Restorer
+from .train.config import PRESETS, TrainConfig, flags
+from .train.state import checkpoints
 
 
 def tool_parser(prog: str, doc: str, weights_required: bool = True) -> argparse.ArgumentParser:
@@ -24,74 +30,79 @@ def add_model_arguments(parser: argparse.ArgumentParser, weights_required: bool 
     parser.add_argument("--self-ensemble", action="store_true", help="average over the 8 flips/transposes")
     parser.add_argument("--tile-batch", type=int, default=64, help="tiles per forward pass (bounds memory)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    add_num_heads_argument(parser)
+
+
+def add_num_heads_argument(parser: argparse.ArgumentParser) -> None:
+    # Official files do not store the head count and it does not change any weight's shape, so it cannot
+    # be read off the file: only the paper's layout is known (12); any other must be told.
+    parser.add_argument("--num-heads", type=int, default=None, metavar="H",
+                        help="attention heads of an official-style file that is not the paper's layout (which has 12)")
 
 
 def restorer_from_args(args):
-    from .inference import Restorer
-
     return Restorer(task=args.task, weights=args.weights, device=args.device, mode=args.mode,
-                    self_ensemble=args.self_ensemble, tile_batch=args.tile_batch, precision=args.precision)
+                    self_ensemble=args.self_ensemble, tile_batch=args.tile_batch, precision=args.precision,
+                    num_heads=args.num_heads)
 
 
 def run_main(main) -> None:
-    """Runs a CLI main(); expected errors (bad input, files, another rank's failure) end with one clear
-    line, not a traceback. In a job of several ranks the line names this rank."""
-    import os
-
-    from .data.folders import DataLayoutError
-    from .data.images import UnreadableImageError
-    from .model.checkpoint import CheckpointError
-    from .train.state import CheckpointWriteError
-    from .train.watchdog import PeerFailedError
-
+    """Runs a CLI main(). The toolkit's user-facing errors (ipt.errors.IPTError: bad options, files or
+    data, another rank's failure) end with one line and exit status 2; in a job of several ranks the line
+    names this rank. Any other exception is a bug and keeps its traceback."""
     try:
         main()
-    except (CheckpointError, CheckpointWriteError, DataLayoutError, UnreadableImageError, FileNotFoundError,
-            ValueError, PeerFailedError) as error:
+    except IPTError as error:
         where = f" (rank {os.environ.get('RANK', '?')})" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
         print(f"error{where}: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, default_out: str) -> None:
-    """Options shared by ipt.pretrain and ipt.finetune; unset ones keep the config's values."""
-    parser.add_argument("--dali", action="store_true", help="load data with the DALI pipeline (else torch DataLoader)")
+    """Options shared by ipt.pretrain and ipt.finetune: the output, resuming, the device, the progress bar,
+    and one option per TrainConfig field declared with flag() (ipt.train.config). Unset options are None
+    and keep the config's values (training_config)."""
     parser.add_argument("--out", default=default_out, help="checkpoints, logs and the final model (default %(default)s)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
-    parser.add_argument("--steps", type=int, help="stop after this many optimizer steps")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int, help="global batch: images per optimizer step over all ranks")
-    parser.add_argument("--micro-batch", type=int, help="images per forward pass on one rank (accumulates the rest)")
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--workers", type=int, help="DataLoader processes or DALI threads per rank")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--amp", choices=("auto", "bf16", "fp32"))
-    parser.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    parser.add_argument("--checkpoint-every", type=int, help="optimizer steps between checkpoints")
     parser.add_argument("--device", default=None, help="default: this rank's GPU when there is one, else the CPU")
-    parser.add_argument("--dist-timeout", type=float, metavar="SECONDS",
-                        help="how long a collective waits for the other ranks (default 300)")
-    parser.add_argument("--heartbeat-timeout", type=float, metavar="SECONDS",
-                        help="how long a rank may go without a heartbeat before it counts as dead (default 60)")
-    parser.add_argument("--wait-timeout", type=float, metavar="SECONDS",
-                        help="how long ranks wait for each other at start-up, checkpoints, validation (default 3600)")
     parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+    types = typing.get_type_hints(TrainConfig)
+    for name, spec in flags():
+        option = spec.name or "--" + name.replace("_", "-")
+        if spec.const is not None:
+            parser.add_argument(option, dest=name, action="store_const", const=spec.const, default=None, help=spec.help)
+            continue
+        kind = _value_type(types[name])
+        if kind is bool:  # a switch: given, it sets the field; not given, the config's value holds
+            parser.add_argument(option, dest=name, action="store_true", default=None, help=spec.help)
+            continue
+        parser.add_argument(option, dest=name, type=kind, choices=spec.choices, metavar=spec.metavar, default=None,
+                            help=spec.help + _default_text(name))
 
 
-def training_config(args, base):
+def _value_type(hint) -> type:
+    """int for `int | None`, float for `float`, ..."""
+    kinds = [t for t in (typing.get_args(hint) or (hint,)) if t is not type(None)]
+    return kinds[0]
+
+
+def _default_text(name: str) -> str:
+    """' (default 300)' when every preset keeps TrainConfig's value, else where the default comes from;
+    nothing when every preset leaves it None (the help says what None means)."""
+    default = getattr(TrainConfig, name)
+    if any(getattr(preset, name) != default for preset in PRESETS.values()):
+        return " (default: from --config)"
+    if default is None:
+        return ""
+    return f" (default {default:g})" if isinstance(default, float) else f" (default {default})"
+
+
+def training_config(args, base: TrainConfig) -> TrainConfig:
     """The config named by --config with the command line's overrides applied."""
-    return base.updated(steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, micro_batch=args.micro_batch,
-                        lr=args.lr, workers=args.workers, seed=args.seed, amp=args.amp, compile=args.compile,
-                        checkpoint_every=args.checkpoint_every, loader="dali" if args.dali else None,
-                        dist_timeout=args.dist_timeout, heartbeat_timeout=args.heartbeat_timeout,
-                        wait_timeout=args.wait_timeout)
+    return base.updated(**{name: getattr(args, name) for name, _ in flags()})
 
 
 def check_fresh_output(out, resume: bool) -> None:
     """Never start a new run over the checkpoints of another one."""
-    from pathlib import Path
-
-    from .train.state import checkpoints
-
     if not resume and checkpoints(Path(out)):
-        raise ValueError(f"{out} already holds checkpoints of a run: pass --resume to continue it, or choose another --out")
+        raise ConfigError(f"{out} already holds checkpoints of a run: pass --resume to continue it, or choose another --out")

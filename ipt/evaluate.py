@@ -22,6 +22,7 @@ from .cli import restorer_from_args, run_main, tool_parser
 from .data.folders import find_pairs
 from .data.images import read_image
 from .data.samples import sample_images_dir
+from .errors import ConfigError
 
 COLUMNS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
 
@@ -51,12 +52,15 @@ def evaluate(restorer, data, seed: int = 0) -> tuple[str, list[dict]]:
         output = restorer.restore(source)
         h, w = output.shape[:2]
         if target.shape[0] < h or target.shape[1] < w:
-            raise ValueError(f"{pair.name}: the result is {w}x{h} but the target only {target.shape[1]}x{target.shape[0]}")
+            raise ConfigError(f"{pair.name}: the result is {w}x{h} but the target only {target.shape[1]}x{target.shape[0]}")
         target = target[:h, :w]  # HR images of SR sets may not be a multiple of the scale
         row = {"image": pair.name}
-        for channel, y in (("y", True), ("rgb", False)):
-            row[f"psnr_{channel}"] = metrics.psnr(output, target, shave=shave, y_channel=y)
-            row[f"ssim_{channel}"] = metrics.ssim(output, target, shave=shave, y_channel=y)
+        try:
+            for channel, y in (("y", True), ("rgb", False)):
+                row[f"psnr_{channel}"] = metrics.psnr(output, target, shave=shave, y_channel=y)
+                row[f"ssim_{channel}"] = metrics.ssim(output, target, shave=shave, y_channel=y)
+        except ConfigError as error:  # an image too small to measure: say which
+            raise ConfigError(f"{pair.name}: {error}") from None
         rows.append(row)
     return layout, rows
 

@@ -9,17 +9,24 @@ ipt.evaluate.
 
 from __future__ import annotations
 
+import argparse
 import csv
 from pathlib import Path
 
-from .cli import add_training_arguments, check_fresh_output, run_main, training_config
+from .cli import add_num_heads_argument, add_training_arguments, check_fresh_output, run_main, training_config
+from .data import load_image_pairs, load_training_images
+from .data.folders import find_pairs
+from .data.samples import sample_images_dir
+from .evaluate import evaluate, summary
+from .inference import Restorer
+from .model import IPTConfig, load_model
+from .tasks import get_task
+from .train import Trainer, TrainConfig, load_config
+from .train.distributed import join, teardown
 
 
 def make_validator(task, data, out: Path, seed: int = 0):
     """validate(model, epoch): PSNR/SSIM of the task on `data`, printed and appended to validation.csv."""
-    from .evaluate import evaluate, summary
-    from .inference import Restorer
-
     path = out / "validation.csv"
 
     def validate(model, epoch):
@@ -43,16 +50,6 @@ def make_validator(task, data, out: Path, seed: int = 0):
 
 
 def main(argv=None) -> dict:
-    import argparse
-
-    from .data import load_image_pairs, load_training_images
-    from .data.folders import find_pairs
-    from .data.samples import sample_images_dir
-    from .model import IPTConfig, load_model
-    from .tasks import get_task
-    from .train import Trainer, TrainConfig, load_config
-    from .train.distributed import join, teardown
-
     parser = argparse.ArgumentParser(prog="python -m ipt.finetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True, help="the task to keep and fine-tune (sr2, noise30, ...)")
@@ -60,6 +57,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--data", default=None, help="pairs or clean images (default: the built-in samples)")
     parser.add_argument("--val", default=None, help="validation data, any layout ipt.evaluate takes (default: samples)")
     parser.add_argument("--config", default=None, help="default: ipt-finetune for the paper's model, else small-finetune")
+    add_num_heads_argument(parser)
     add_training_arguments(parser, default_out="runs/finetune")
     args = parser.parse_args(argv)
 
@@ -72,15 +70,16 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     try:
         with dist.stage("start-up"):
-            model = load_model(args.init, task).subset([task.name])
+            model = load_model(args.init, task, num_heads=args.num_heads).subset([task.name])
             base = named or load_config("ipt-finetune" if model.config == IPTConfig() else "small-finetune")
             config = training_config(args, base.updated(model=model.config.to_dict(), tasks=(task.name,)))
             check_fresh_output(args.out, args.resume)
-            patch = model.config.patch_size
+            # Clean images must hold the task's clean crop; pairs' inputs one model input.
+            patch_size = model.config.patch_size
             source = Path(args.data) if args.data else sample_images_dir()
             layout, _ = find_pairs(source, scale=task.scale)
-            data = (load_training_images(source, min_size=patch * task.scale) if layout == "clean"
-                    else load_image_pairs(source, scale=task.scale, min_size=patch))
+            data = (load_training_images(source, min_size=task.hr_crop_for(patch_size)) if layout == "clean"
+                    else load_image_pairs(source, scale=task.scale, min_size=patch_size))
             trainer = Trainer(config, data, out, model=model, resume=args.resume, device=args.device,
                               validate=make_validator(task, Path(args.val) if args.val else sample_images_dir(), out),
                               progress=False if args.no_progress else None)

@@ -1,15 +1,18 @@
 """Inference on whole images: tiling, self-ensemble, and the one-call Restorer.
 
-The transformer body only takes fixed-size inputs (config.patch_size, 48 for the paper's model), so
-images are cut into tiles, every tile is restored, and the results are put back together:
+The model only takes inputs of one size, patch_size x patch_size (model.config.patch_size: 48 for the
+paper's model), so images are cut into tiles of that side, every tile is restored, and the results are
+put back together:
 
-- mode "official": the official PyTorch evaluation (forward_chop). Tiles at stride tile/4 over the
-  largest grid that fits; from each tile only the centre (a tile/4 margin dropped on every side) is kept
-  and overlapping centres are averaged (each interior pixel comes from 4 tiles); the outer bands come from
-  strips of tiles along the image edges, and the last rows and columns from strips aligned to the image's
-  end, spliced in where the official code splices them. About 16 tile evaluations per tile area.
-- mode "fast": tiles at stride tile - overlap (overlap tile/4 by default: 12 px at 48) with trapezoidal
-  blending weights, normalised by their sum: no seams, about 8x fewer tiles than "official".
+- mode "official": the official PyTorch evaluation (forward_chop). Tiles at stride patch_size/4 over the
+  largest grid that fits; from each tile only the centre (a patch_size/4 margin dropped on every side)
+  is kept and overlapping centres are averaged (each interior pixel comes from 4 tiles); the outer bands
+  come from strips of tiles along the image edges, and the last rows and columns from strips aligned to
+  the image's end, spliced in where the official code splices them. About 16 tile evaluations per tile
+  area.
+- mode "fast": tiles at stride patch_size - overlap (overlap patch_size/4 by default: 12 px for the
+  paper's 48) with trapezoidal blending weights, normalised by their sum: no seams, about 8x fewer tiles
+  than "official".
 
 Tiles run tile_batch at a time, so memory stays bounded whatever the image size. Images smaller than a
 tile are padded by mirroring and the result cropped.
@@ -18,6 +21,7 @@ tile are padded by mirroring and the result cropped.
 from __future__ import annotations
 
 import sys
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
@@ -25,54 +29,59 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .errors import ConfigError
 from .metrics import quantize  # noqa: F401  (the output quantisation; also ipt.inference.quantize)
+from .model import load_model
+from .model.config import IPTConfig
+from .ops.reference import mirror_index
+from .tasks import get_task
 
-ModelFn = Callable[[torch.Tensor], torch.Tensor]  # (N, C, t, t) -> (N, C, t*s, t*s)
+ModelFn = Callable[[torch.Tensor], torch.Tensor]  # (N, C, p, p) -> (N, C, p*s, p*s), p = patch_size
 
 MODES = ("official", "fast")
 
 
-def _mirror_pad(x: torch.Tensor, tile: int) -> torch.Tensor:
-    """Pads H and W up to `tile` by mirroring with the edge pixel repeated (also when far too small)."""
-    from .ops.reference import mirror_index
-
+def _mirror_pad(x: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Pads H and W up to patch_size by mirroring with the edge pixel repeated (also when far too small)."""
     h, w = x.shape[-2:]
-    if h >= tile and w >= tile:
+    if h >= patch_size and w >= patch_size:
         return x
-    rows = mirror_index(torch.arange(max(h, tile)), h).to(x.device)
-    cols = mirror_index(torch.arange(max(w, tile)), w).to(x.device)
+    rows = mirror_index(torch.arange(max(h, patch_size)), h).to(x.device)
+    cols = mirror_index(torch.arange(max(w, patch_size)), w).to(x.device)
     return x[..., rows[:, None], cols[None, :]]
 
 
-def _run_tiles(model_fn: ModelFn, x: torch.Tensor, origins: list[tuple[int, int]], tile: int, tile_batch: int,
-               progress) -> dict:
+def _run_tiles(model_fn: ModelFn, x: torch.Tensor, origins: list[tuple[int, int]], patch_size: int,
+               tile_batch: int, progress) -> dict:
     """Restores the tiles of x (C, H, W) at the given (row, col) origins; returns origin -> output."""
     outputs = {}
     batches = range(0, len(origins), tile_batch)
     for start in progress(batches) if progress else batches:
         chunk = origins[start : start + tile_batch]
-        tiles = torch.stack([x[:, r : r + tile, c : c + tile] for r, c in chunk])
+        tiles = torch.stack([x[:, r : r + patch_size, c : c + patch_size] for r, c in chunk])
         for origin, out in zip(chunk, model_fn(tiles).float().cpu()):  # assembled on the CPU
             outputs[origin] = out
     return outputs
 
 
-def _axis_positions(length: int, tile: int, stride: int) -> list[int]:
+def _axis_positions(length: int, patch_size: int, stride: int) -> list[int]:
     """Tile origins along an axis: every `stride` up to the last full tile, plus one flush with the end."""
-    return sorted(set(range(0, length - tile + 1, stride)) | {length - tile})
+    return sorted(set(range(0, length - patch_size + 1, stride)) | {length - patch_size})
 
 
-def _official(model_fn: ModelFn, x: torch.Tensor, scale: int, tile: int, tile_batch: int, progress) -> torch.Tensor:
+def _official(model_fn: ModelFn, x: torch.Tensor, scale: int, patch_size: int, tile_batch: int,
+              progress) -> torch.Tensor:
     c, h, w = x.shape
-    step = tile // 4  # stride, and the margin dropped from every side of a tile (12 for 48-px tiles)
-    h_cut, w_cut = (h - tile) % step, (w - tile) % step
+    p = patch_size
+    step = p // 4  # stride, and the margin dropped from every side of a tile (12 for the paper's 48)
+    h_cut, w_cut = (h - p) % step, (w - p) % step
     hc, wc = h - h_cut, w - w_cut  # the main grid covers [0, hc) x [0, wc)
-    rows, cols = list(range(0, hc - tile + 1, step)), list(range(0, wc - tile + 1, step))
-    bottom, right = h - tile, w - tile
+    rows, cols = list(range(0, hc - p + 1, step)), list(range(0, wc - p + 1, step))
+    bottom, right = h - p, w - p
     origins = sorted({(r, q) for r in rows for q in cols} | {(bottom, q) for q in cols} | {(r, right) for r in rows}
                      | {(bottom, right)})
-    out = _run_tiles(model_fn, x, origins, tile, tile_batch, progress)
-    s, t, m = scale, tile * scale, step * scale  # output units
+    out = _run_tiles(model_fn, x, origins, p, tile_batch, progress)
+    s, t, m = scale, p * scale, step * scale  # output units
 
     def strip(origins_along: list[tuple[int, int]], along_rows: bool, length: int) -> torch.Tensor:
         """A strip of tiles along one axis: single tiles at its two ends, averaged tile centres between."""
@@ -109,7 +118,7 @@ def _official(model_fn: ModelFn, x: torch.Tensor, scale: int, tile: int, tile_ba
 
     # Splice in the end strips: rows from keep_h on come from the strip flush with the bottom, columns
     # from keep_w on from the strip flush with the right edge, and the corner from the last tile.
-    keep_h, keep_w = hc * s - int((tile - h_cut) / 2 * s), wc * s - int((tile - w_cut) / 2 * s)
+    keep_h, keep_w = hc * s - int((p - h_cut) / 2 * s), wc * s - int((p - w_cut) / 2 * s)
     result = torch.empty(c, h * s, w * s)
     result[:, :keep_h, :keep_w] = canvas[:, :keep_h, :keep_w]
     bottom_strip = strip([(bottom, q) for q in cols], along_rows=False, length=wc)
@@ -126,12 +135,12 @@ def _blend_window(length: int, ramp: int) -> torch.Tensor:
     return torch.minimum(torch.ones(length), torch.minimum(t, length - t) / max(ramp, 1))
 
 
-def _fast(model_fn: ModelFn, x: torch.Tensor, scale: int, tile: int, tile_batch: int, progress, overlap: int):
+def _fast(model_fn: ModelFn, x: torch.Tensor, scale: int, patch_size: int, tile_batch: int, progress, overlap: int):
     c, h, w = x.shape
-    stride = tile - overlap
-    origins = [(r, q) for r in _axis_positions(h, tile, stride) for q in _axis_positions(w, tile, stride)]
-    out = _run_tiles(model_fn, x, origins, tile, tile_batch, progress)
-    t = tile * scale
+    stride = patch_size - overlap
+    origins = [(r, q) for r in _axis_positions(h, patch_size, stride) for q in _axis_positions(w, patch_size, stride)]
+    out = _run_tiles(model_fn, x, origins, patch_size, tile_batch, progress)
+    t = patch_size * scale
     window = _blend_window(t, overlap * scale)
     weight = window[:, None] * window[None, :]
     acc, total = torch.zeros(c, h * scale, w * scale), torch.zeros(h * scale, w * scale)
@@ -141,38 +150,52 @@ def _fast(model_fn: ModelFn, x: torch.Tensor, scale: int, tile: int, tile_batch:
     return acc / total
 
 
-def tiled_forward(model_fn: ModelFn, x: torch.Tensor, scale: int, *, tile: int = 48, mode: str = "fast",
-                  tile_batch: int = 64, overlap: int | None = None, progress: bool | None = None) -> torch.Tensor:
-    """Restores images of any size with a model that takes tile x tile inputs.
+def _check_tiling(mode: str, tile_batch: int) -> None:
+    if mode not in MODES:
+        raise ConfigError(f"unknown tiling mode {mode!r}; choose one of {MODES}")
+    if isinstance(tile_batch, bool) or not isinstance(tile_batch, int) or tile_batch < 1:
+        raise ConfigError(f"tile_batch must be an integer >= 1, got {tile_batch!r}")
+
+
+def tiled_forward(model_fn: ModelFn, x: torch.Tensor, scale: int, *, patch_size: int = IPTConfig.patch_size,
+                  mode: str = "fast", tile_batch: int = 64, overlap: int | None = None, progress: bool | None = None,
+                  tile: int | None = None) -> torch.Tensor:
+    """Restores images of any size with a model that takes patch_size x patch_size inputs (pass the
+    model's: model.config.patch_size; the default is the paper's).
 
     x: (B, C, H, W) or (C, H, W) float on the model's device. Returns float32 (…, H*scale, W*scale) on
     x's device. progress: a progress bar on stderr (None: when there are many tiles and stderr is a
-    terminal).
+    terminal). tile: the deprecated name of patch_size.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown tiling mode {mode!r}; choose one of {MODES}")
-    if mode == "official" and tile % 4:
-        raise ValueError(f"official tiling needs a tile size divisible by 4, got {tile}")
-    overlap = tile // 4 if overlap is None else overlap
-    if mode == "fast" and not 0 < overlap < tile:
-        raise ValueError(f"overlap must be in (0, {tile}), got {overlap}")
-    if tile_batch < 1:
-        raise ValueError(f"tile_batch must be >= 1, got {tile_batch}")
+    if tile is not None:
+        warnings.warn("tiled_forward(tile=...) is deprecated; pass patch_size=model.config.patch_size",
+                      DeprecationWarning, stacklevel=2)
+        if patch_size not in (tile, IPTConfig.patch_size):
+            raise TypeError(f"tiled_forward got patch_size={patch_size} and tile={tile}; pass patch_size only")
+        patch_size = tile
+    _check_tiling(mode, tile_batch)
+    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
+        raise ConfigError(f"patch_size must be an integer >= 1, got {patch_size!r}")
+    if mode == "official" and patch_size % 4:
+        raise ConfigError(f"official tiling needs a patch_size divisible by 4, got {patch_size}")
+    overlap = patch_size // 4 if overlap is None else overlap
+    if mode == "fast" and not 0 < overlap < patch_size:
+        raise ConfigError(f"overlap must be in (0, {patch_size}) for tiles of {patch_size} px, got {overlap}")
     single = x.dim() == 3
     batch = x[None] if single else x
     if batch.dim() != 4:
         raise ValueError(f"expected (C, H, W) or (B, C, H, W) images, got shape {list(x.shape)}")
     h, w = batch.shape[-2:]
-    padded = _mirror_pad(batch, tile)
-    stride = tile // 4 if mode == "official" else tile - overlap
+    padded = _mirror_pad(batch, patch_size)
+    stride = patch_size // 4 if mode == "official" else patch_size - overlap
     bar = _progress_bar(progress, padded.shape[-2:], stride, mode, tile_batch)
     results = []
     with torch.no_grad():
         for image in padded:
             if mode == "official":
-                y = _official(model_fn, image, scale, tile, tile_batch, bar)
+                y = _official(model_fn, image, scale, patch_size, tile_batch, bar)
             else:
-                y = _fast(model_fn, image, scale, tile, tile_batch, bar, overlap)
+                y = _fast(model_fn, image, scale, patch_size, tile_batch, bar, overlap)
             results.append(y[:, : h * scale, : w * scale])
     out = torch.stack(results).to(x.device)
     return out[0] if single else out
@@ -224,39 +247,41 @@ def restore(model_fn: ModelFn, x: torch.Tensor, scale: int, *, self_ensemble: bo
 PRECISIONS = ("fp32", "bf16")
 
 
+def _check_options(mode: str, precision: str, tile_batch: int) -> None:
+    """The Restorer's options, checked when it is made rather than at its first image."""
+    _check_tiling(mode, tile_batch)
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
+
 class Restorer:
     """Restores images with an IPT checkpoint in one call, like PaddleGAN's MPRPredictor:
 
         Restorer(task="sr2", weights="IPT_sr2.pt").run("photo.png")          # -> HxWx3 uint8 array
         Restorer(task="noise30", weights="ckpt.safetensors").run("in/", output="out/")
 
-    weights: an official IPT file or a checkpoint of this toolkit. mode: tiling ("fast" or "official").
-    precision: "fp32" or "bf16" (autocast). device: default CUDA when available.
+    weights: an official IPT file or a checkpoint of this toolkit. num_heads: the head count of an
+    official-style file that is not the paper's layout (see IPT.load_official). mode: tiling ("fast" or
+    "official"). precision: "fp32" or "bf16" (autocast). device: default CUDA when available.
     """
 
     def __init__(self, task, weights, *, device=None, mode: str = "fast", self_ensemble: bool = False,
-                 tile_batch: int = 64, precision: str = "fp32", progress: bool | None = None):
-        from .model import load_model
-        from .tasks import get_task
-
+                 tile_batch: int = 64, precision: str = "fp32", progress: bool | None = None,
+                 num_heads: int | None = None):
         if weights is None:
-            raise ValueError("Restorer needs weights: an official IPT file (e.g. IPT_sr2.pt) or a checkpoint made by "
-                             "python -m ipt.finetune / ipt.pretrain; nothing is downloaded")
-        if mode not in MODES:
-            raise ValueError(f"unknown tiling mode {mode!r}; choose one of {MODES}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+            raise ConfigError("Restorer needs weights: an official IPT file (e.g. IPT_sr2.pt) or a checkpoint made by "
+                              "python -m ipt.finetune / ipt.pretrain; nothing is downloaded")
+        _check_options(mode, precision, tile_batch)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         task = get_task(task)
-        self._attach(load_model(weights, task).to(device).eval(), task, mode, self_ensemble, tile_batch, precision,
-                     progress)
+        model = load_model(weights, task, num_heads=num_heads).to(device).eval()
+        self._attach(model, task, mode, self_ensemble, tile_batch, precision, progress)
 
     @classmethod
     def from_model(cls, model, task, *, mode: str = "fast", self_ensemble: bool = False, tile_batch: int = 64,
                    precision: str = "fp32") -> "Restorer":
         """A Restorer around a model in memory (e.g. for validation during training), on its device."""
-        from .tasks import get_task
-
+        _check_options(mode, precision, tile_batch)
         self = cls.__new__(cls)
         self._attach(model, get_task(task), mode, self_ensemble, tile_batch, precision, progress=False)
         return self
@@ -265,7 +290,7 @@ class Restorer:
         self.task, self.model = task, model
         self.device = next(model.parameters()).device
         self.task_index = model.task_index(task.name)
-        self.tiling = dict(mode=mode, tile=model.config.patch_size, tile_batch=tile_batch, progress=progress)
+        self.tiling = dict(mode=mode, patch_size=model.config.patch_size, tile_batch=tile_batch, progress=progress)
         self.self_ensemble, self.precision = self_ensemble, precision
 
     def _model_fn(self, tiles: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import ConfigError
+
 Y_WEIGHTS = (65.481, 128.553, 24.966)
 DATA_RANGE = 255.0
 
@@ -48,8 +50,8 @@ def _prepare(output, target, shave: int, y_channel: bool):
     out, ref = quantize(_as_bchw64(output)), _as_bchw64(target)
     if out.shape != ref.shape:
         raise ValueError(f"output {list(out.shape)} and target {list(ref.shape)} differ in shape")
-    if shave < 0 or 2 * shave >= min(out.shape[-2:]):
-        raise ValueError(f"cannot shave {shave} px from each border of {list(out.shape[-2:])} images")
+    if shave < 0 or 2 * shave >= min(out.shape[-2:]):  # images too small for the task: the user's data
+        raise ConfigError(f"cannot shave {shave} px from each border of {list(out.shape[-2:])} images")
     if y_channel:
         out, ref = rgb_to_y(out), rgb_to_y(ref)
     if shave:
@@ -80,7 +82,7 @@ def ssim(output, target, *, shave: int = 0, y_channel: bool = True):
     out, ref = _prepare(output, target, shave, y_channel)
     window = _gaussian_window()
     if min(out.shape[-2:]) < window.numel():
-        raise ValueError(f"SSIM needs images of at least {window.numel()} px per side, got {list(out.shape[-2:])}")
+        raise ConfigError(f"SSIM needs images of at least {window.numel()} px per side, got {list(out.shape[-2:])}")
     channels = out.shape[1]
 
     def blur(t):  # separable 'valid' Gaussian filter, per channel
@@ -98,7 +100,7 @@ def ssim(output, target, *, shave: int = 0, y_channel: bool = True):
 
 def shave_for(task) -> int:
     """The border shaved for a task: its scale for SR, none for denoising and deraining."""
-    from .tasks import get_task
+    from .tasks import get_task  # here, so that importing ipt.metrics alone does not load the kernels
 
     scale = get_task(task).scale
     return scale if scale > 1 else 0

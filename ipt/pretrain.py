@@ -8,17 +8,17 @@ On many GPUs: torchrun --nproc-per-node 8 -m ipt.pretrain --dali --config ipt --
 
 from __future__ import annotations
 
+import argparse
+
 from .cli import add_training_arguments, check_fresh_output, run_main, training_config
+from .data import load_training_images
+from .model import get_config
+from .tasks import get_task
+from .train import Trainer, load_config
+from .train.distributed import join, teardown
 
 
 def main(argv=None) -> dict:
-    import argparse
-
-    from .data import load_training_images
-    from .tasks import get_task
-    from .train import Trainer, load_config
-    from .train.distributed import join, teardown
-
     parser = argparse.ArgumentParser(prog="python -m ipt.pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="image folder (class sub-folders fine) or file list; default: samples")
@@ -27,16 +27,16 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     config = training_config(args, load_config(args.config))
-    from .model import get_config
-
     # Join the job before touching files, so that a failure on any rank (a missing data folder on one
     # node, say) ends every rank at once rather than leaving them waiting for it.
     dist = join(config, args.device)
     try:
         with dist.stage("start-up"):
             check_fresh_output(args.out, args.resume)
-            patch = get_config(config.model).patch_size
-            data = load_training_images(args.data, min_size=patch * max(get_task(t).scale for t in config.tasks))
+            # Every image must hold the largest clean crop of the tasks, for this model's input size.
+            patch_size = get_config(config.model).patch_size
+            largest_crop = max(get_task(t).hr_crop_for(patch_size) for t in config.tasks)
+            data = load_training_images(args.data, min_size=largest_crop)
             trainer = Trainer(config, data, args.out, resume=args.resume, device=args.device,
                               progress=False if args.no_progress else None)
         if trainer.dist.is_main:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli import restorer_from_args, run_main, tool_parser
+from .errors import ConfigError
 from .data.images import list_images, read_image, write_image
 
 
@@ -33,12 +34,12 @@ def main(argv=None) -> None:
     if source.is_dir():
         inputs = list_images(source)
         if not inputs:
-            raise FileNotFoundError(f"{source}: no images in this folder")
+            raise ConfigError(f"--input {source}: no images in this folder")
         outputs = [Path(args.output) / f"{p.stem}.png" for p in inputs]
     elif source.is_file():
         inputs, outputs = [source], [Path(args.output)]
     else:
-        raise FileNotFoundError(f"{source}: no such file or folder")
+        raise ConfigError(f"--input {source}: no such file or folder")
     restorer = restorer_from_args(args)
     for src, dst in zip(inputs, outputs):
         image = read_image(src)

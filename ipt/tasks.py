@@ -3,21 +3,22 @@ image. The official six are in the official index order (head i, tail i and task
 the pretrained model); other tasks, e.g. the paper's noise levels 10 and 70, are made on demand.
 
     task = get_task("sr2")                      # or get_task(0)
-    lr = task.degrade(hr_uint8, seed=7)         # float32 (B, C, 48, 48) from (B, C, 96, 96)
+    crop = task.hr_crop_for(model.config.patch_size)   # the clean crop for one model input: 96 for the paper's model
+    lr = task.degrade(hr_uint8, seed=7)         # float32 (B, C, H/2, W/2) from (B, C, H, W)
     get_task("noise70")                         # a custom task: GaussianNoise(70), scale 1
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
+from .errors import ConfigError
 from .ops import RainConfig, add_gaussian_noise, add_rain, bicubic_downsample
-
-LR_PATCH = 48  # the transformer body sees 48x48 feature maps (SPEC section 1)
 
 
 def _as_float(x: torch.Tensor) -> torch.Tensor:
@@ -60,10 +61,21 @@ class Task:
     degradation: Degradation
     index: int | None = None  # position in the official six; None for custom tasks
 
+    def hr_crop_for(self, patch_size: int) -> int:
+        """Side of the clean crop whose degraded version is one model input of patch_size x patch_size
+        (patch_size: model.config.patch_size)."""
+        return patch_size * self.scale
+
     @property
     def hr_crop(self) -> int:
-        """Side of the clean crop whose degraded version is the model's 48x48 input."""
-        return LR_PATCH * self.scale
+        """Deprecated: the crop for the paper's input size only; use hr_crop_for(model.config.patch_size)."""
+        warnings.warn("Task.hr_crop assumes the paper's input size and is wrong for other models; use "
+                      "task.hr_crop_for(model.config.patch_size)", DeprecationWarning, stacklevel=2)
+        # Imported here, not at the top: the model package imports this module, and this deprecated
+        # alias is the only thing here that needs a model size.
+        from .model.config import IPTConfig
+
+        return self.hr_crop_for(IPTConfig.patch_size)
 
     def degrade(self, hr: torch.Tensor, seed: int, sample_ids: torch.Tensor | None = None) -> torch.Tensor:
         """The model input for clean images hr (B, C, H, W) in [0, 255] (uint8 or float), on hr's
@@ -104,7 +116,7 @@ def get_task(task: str | int | Task) -> Task:
         return task
     if isinstance(task, int) and not isinstance(task, bool):
         if not 0 <= task < len(TASKS):
-            raise ValueError(f"task index {task} is out of range: the official tasks are 0-5 {list(TASK_NAMES)}")
+            raise ConfigError(f"task index {task} is out of range: the official tasks are 0-5 {list(TASK_NAMES)}")
         return TASKS[task]
     if not isinstance(task, str):
         raise TypeError(f"a task is a name, an index or a Task, got {type(task).__name__}")
@@ -116,6 +128,6 @@ def get_task(task: str | int | Task) -> Task:
         return noise_task(float(m.group(1)))
     if (m := re.fullmatch(r"sr(\d+)", task)) and int(m.group(1)) >= 2:
         return sr_task(int(m.group(1)))
-    raise ValueError(
+    raise ConfigError(
         f"unknown task {task!r}: use one of {list(TASK_NAMES)}, 'rain-heavy', 'noise<sigma>' or 'sr<scale>'"
     )

@@ -28,6 +28,14 @@ from ipt.data.datasets import ImagePairs, TrainingImages
 from ipt.data.images import UnreadableImageError, read_image
 from ipt.data.loader import PlannedLoader
 from ipt.data.plan import EpochPlan
+from ipt.errors import IPTError
+
+# DALI is imported inside the functions that use it, never at the top: it is an optional dependency
+# (the torch loader needs none of it), and importing it takes seconds.
+
+
+class DaliUnavailableError(IPTError, ImportError):
+    """The DALI loader was asked for, but DALI is not installed."""
 
 
 def dali_available() -> bool:
@@ -134,7 +142,8 @@ class DaliLoader(PlannedLoader):
 
     def __init__(self, data: TrainingImages | ImagePairs, crops: Sequence[int], batch_size: int, seed: int = 0, **kw):
         if not dali_available():
-            raise ImportError("DALI is not installed: pip install nvidia-dali-cuda130 (or use the torch loader)")
+            raise DaliUnavailableError("DALI is not installed: pip install nvidia-dali-cuda130 (or leave out --dali "
+                                       "to use the torch loader)")
         super().__init__(data, crops, batch_size, seed, **kw)
         self.paired = isinstance(data, ImagePairs)
         self._source = PlanSource(data, self.bad_files)

@@ -13,8 +13,8 @@ FAULT, in the processes with IPT_TEST_FAULTY=1 only (the others run normally):
   hang            the watchdog alone: the rank sleeps (alive, stuck) while the others wait in a collective
   finish-late     the watchdog alone, no fault: after the last barrier the rank takes 8 s more to finish
                   than the others (rank 0, which hosts the store, must not take it down as a failure)
-  raise-unguarded the watchdog alone: the rank raises outside any guard (teardown() in a finally must
-                  report it), while the others wait at a barrier
+  raise-unguarded the watchdog alone: the rank raises a user-facing error (ConfigError) outside any
+                  guard (teardown() in a finally must report it), while the others wait at a barrier
   raise-while-peer-writes  the watchdog alone: the rank raises while the others write a checkpoint
                   (a `critical` block of 3 s), which must be finished before they end
 """
@@ -29,10 +29,9 @@ FAULTY = os.environ.get("IPT_TEST_FAULTY") == "1"
 
 
 def pretrain_with_fault():
-    from ipt import data
+    from ipt import pretrain
     from ipt.cli import run_main
     from ipt.data.folders import DataLayoutError
-    from ipt.pretrain import main
     from ipt.train import loop
 
     if FAULTY and FAULT == "startup-raise":
@@ -40,7 +39,7 @@ def pretrain_with_fault():
             print(f"fault at {time.time():.3f}", flush=True)
             raise DataLayoutError("no such data folder: /local/imagenet/train (simulated, on this node only)")
 
-        data.load_training_images = missing
+        pretrain.load_training_images = missing
     if FAULTY and FAULT in ("run-raise", "run-kill"):
         losses = loop.Trainer._losses
 
@@ -53,7 +52,7 @@ def pretrain_with_fault():
             return losses(self, forward, batch)
 
         loop.Trainer._losses = failing
-    run_main(lambda: main(ARGS))
+    run_main(lambda: pretrain.main(ARGS))
 
 
 def watchdog_alone():
@@ -61,6 +60,7 @@ def watchdog_alone():
     import torch.distributed as dist
 
     from ipt.cli import run_main
+    from ipt.errors import ConfigError
     from ipt.train import distributed
 
     def main():
@@ -70,7 +70,7 @@ def watchdog_alone():
             if FAULT == "raise-unguarded":
                 if FAULTY:
                     time.sleep(0.5)
-                    raise ValueError("raised outside any guard")
+                    raise ConfigError("raised outside any guard")
                 session.barrier("work")
                 return
             with session.guard():

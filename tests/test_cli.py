@@ -40,8 +40,13 @@ def test_restore_file_with_comparison(kernels, workdir):
 
 
 def test_restore_folder_with_official_file(kernels, workdir):
+    # The file is a 2-head "tiny" model in the official layout: its head count is not in the file.
+    refused = run("ipt.restore", "--task", "sr3", "--weights", "IPT_sr3.pt", "--input", "clean", "--output", "out3",
+                  cwd=workdir)
+    assert refused.returncode == 2 and "num_heads" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not (workdir / "out3").exists()
     done = run("ipt.restore", "--task", "sr3", "--weights", "IPT_sr3.pt", "--input", "clean", "--output", "out3",
-               "--mode", "official", cwd=workdir)
+               "--mode", "official", "--num-heads", "2", cwd=workdir)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (workdir / "out3").iterdir()) == ["astronaut.png", "coffee.png"]
     assert read_image(workdir / "out3" / "astronaut.png").shape == (180, 216, 3)
@@ -109,3 +114,123 @@ def test_unreadable_image_and_unpaired_data(workdir):
     done = run("ipt.restore", "--task", "noise30", "--weights", "tiny.safetensors", "--input", "broken.png",
                "--output", "x.png", cwd=workdir)
     assert done.returncode == 2 and "broken.png: cannot decode" in done.stderr
+
+
+# --- the training tools' options and the one-line errors ---------------------------------------------------
+
+# Every training option of ipt.pretrain / ipt.finetune that sets a TrainConfig field, as users spell it.
+TRAINING_FLAGS = {"--steps": "steps", "--epochs": "epochs", "--batch-size": "batch_size", "--micro-batch": "micro_batch",
+                  "--lr": "lr", "--workers": "workers", "--seed": "seed", "--amp": "amp", "--compile": "compile",
+                  "--checkpoint-every": "checkpoint_every", "--dist-timeout": "dist_timeout",
+                  "--heartbeat-timeout": "heartbeat_timeout", "--wait-timeout": "wait_timeout", "--dali": "loader"}
+
+
+def _training_parser():
+    import argparse
+
+    from ipt.cli import add_training_arguments
+
+    parser = argparse.ArgumentParser()
+    add_training_arguments(parser, default_out="runs/test")
+    return parser
+
+
+def test_training_options_are_generated_from_the_config_fields():
+    from ipt.train.config import flags
+
+    options = {s: a.dest for a in _training_parser()._actions for s in a.option_strings}
+    assert {s: options.get(s) for s in TRAINING_FLAGS} == TRAINING_FLAGS
+    assert sorted(TRAINING_FLAGS.values()) == sorted(name for name, _ in flags())  # and nothing else
+    assert {"--out", "--resume", "--device", "--no-progress"} <= set(options)
+
+
+def _one_setting(option):
+    """(argv, the field value it must give) for one training option, a value no preset has."""
+    return {"--amp": (["--amp", "bf16"], "bf16"), "--compile": (["--compile"], True), "--dali": (["--dali"], "dali"),
+            "--lr": (["--lr", "0.125"], 0.125), "--dist-timeout": (["--dist-timeout", "7.5"], 7.5),
+            "--heartbeat-timeout": (["--heartbeat-timeout", "9.5"], 9.5),
+            "--wait-timeout": (["--wait-timeout", "11.5"], 11.5)}.get(option, ([option, "17"], 17))
+
+
+@pytest.mark.parametrize("option", sorted(TRAINING_FLAGS))
+def test_each_training_option_sets_its_field_and_nothing_else(option):
+    from dataclasses import fields
+
+    from ipt.cli import training_config
+    from ipt.train import PRESETS
+
+    base = PRESETS["tiny"]
+    argv, value = _one_setting(option)
+    config = training_config(_training_parser().parse_args(argv), base)
+    name = TRAINING_FLAGS[option]
+    assert getattr(config, name) == value != getattr(base, name)
+    assert [f.name for f in fields(config) if getattr(config, f.name) != getattr(base, f.name)] == [name]
+
+
+def test_unset_training_options_keep_the_config_and_help_shows_its_defaults():
+    from ipt.cli import training_config
+    from ipt.train import PRESETS, TrainConfig
+    from ipt.train.config import AMP_MODES
+
+    for preset in ("small", "ipt-finetune"):
+        assert training_config(_training_parser().parse_args([]), PRESETS[preset]) == PRESETS[preset]
+    text = " ".join(_training_parser().format_help().split())
+    assert f"--dist-timeout SECONDS how long a collective waits for the other ranks (default {TrainConfig.dist_timeout:g})" in text
+    assert "(default 60)" in text and "(default 3600)" in text and "(default 300)" in text
+    assert "--amp {" + ",".join(AMP_MODES) + "}" in text
+    assert "--lr LR learning rate (default: from --config)" in text  # the presets differ: no one number is right
+
+
+def _python(code, cwd, **env):
+    import os
+
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **env})
+
+
+def test_an_internal_error_in_a_tool_keeps_its_traceback(tmp_path):
+    # A bug (a plain ValueError raised inside the toolkit) must not pass for a user's mistake.
+    done = _python("from ipt import cli, pretrain\n"
+                   "def broken(self):\n"
+                   "    raise ValueError('an internal invariant broke')\n"
+                   "pretrain.Trainer.run = broken\n"
+                   "cli.run_main(lambda: pretrain.main(['--config', 'tiny', '--out', 'run', '--no-progress']))\n",
+                   cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" in done.stderr and "ValueError: an internal invariant broke" in done.stderr
+    assert "error: " not in done.stderr
+
+
+def test_a_user_error_is_one_line_naming_the_rank(tmp_path):
+    code = ("from ipt.cli import run_main\nfrom ipt.errors import ConfigError\n"
+            "def main():\n    raise ConfigError('batch_size must be an integer >= 1, got 0')\nrun_main(main)\n")
+    done = _python(code, cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (2, "error: batch_size must be an integer >= 1, got 0\n")
+    done = _python(code, cwd=tmp_path, WORLD_SIZE="2", RANK="1")
+    assert (done.returncode, done.stderr) == (2, "error (rank 1): batch_size must be an integer >= 1, got 0\n")
+
+
+def test_the_toolkits_errors_are_user_facing_and_keep_their_old_bases():
+    from ipt.data import DataLayoutError, UnreadableImageError
+    from ipt.errors import ConfigError, IPTError
+    from ipt.pipelines import DaliUnavailableError
+    from ipt.train.state import CheckpointWriteError
+    from ipt.train.watchdog import PeerFailedError
+
+    for error, base in ((ConfigError, ValueError), (DataLayoutError, ValueError), (UnreadableImageError, ValueError),
+                        (CheckpointWriteError, OSError), (PeerFailedError, RuntimeError),
+                        (DaliUnavailableError, ImportError)):
+        assert issubclass(error, IPTError) and issubclass(error, base), error
+
+
+def test_dali_asked_for_but_missing_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    import ipt.pipelines.dali
+    from ipt.cli import run_main
+    from ipt.pretrain import main
+
+    monkeypatch.setattr(ipt.pipelines.dali, "dali_available", lambda: False)  # as on a machine without DALI
+    with pytest.raises(SystemExit) as ended:
+        run_main(lambda: main(["--dali", "--config", "tiny", "--out", str(tmp_path / "run"), "--no-progress"]))
+    assert ended.value.code == 2
+    assert capsys.readouterr().err == ("error: DALI is not installed: pip install nvidia-dali-cuda130 (or leave out "
+                                       "--dali to use the torch loader)\n")

@@ -1,14 +1,20 @@
 """The data pipelines: DALI (ipt.pipelines) and its torch DataLoader twin, on CPU."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import ipt.ops
 from ipt.data import (DataLayoutError, ImagePairs, TrainingImages, degrade_batch, load_image_pairs,
-                      load_training_images, make_loader, read_image, write_image)
+                      load_training_images, read_image, write_image)
 from ipt.data.plan import EpochPlan
 from ipt.data.scan import ImageRecord
+from ipt.errors import ConfigError
+from ipt.loaders import make_loader
 from ipt.tasks import TASKS, get_task
 
 from images import photo
@@ -163,13 +169,26 @@ def test_resume_mid_epoch(images, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_degradation_step(images, backend):
+def test_degradation_step(kernels, images, backend):
     loader = make_loader(backend, images, ["sr4", "noise30", "rain"], batch_size=2, seed=2, workers=1, repeat=3)
+    seen = set()
     for batch in loader.epoch(0):
         lr, hr = degrade_batch(batch, loader.tasks, seed=2)
-        task = loader.tasks[batch.task]
-        assert lr.shape[-1] == 48 and hr.shape[-1] == 48 * task.scale and lr.dtype == torch.float32
-        torch.testing.assert_close(lr, task.degrade(batch.hr, 2, batch.sample_ids), rtol=0, atol=0)
+        name = loader.tasks[batch.task].name
+        seen.add(name)
+        assert lr.shape[-1] == 48 and hr.shape[-1] == 48 * loader.tasks[batch.task].scale and lr.dtype == torch.float32
+        assert torch.equal(hr, batch.hr.float())  # the target is the clean crop itself
+        if name == "sr4":  # the op itself, not the task table's call of it
+            torch.testing.assert_close(lr, ipt.ops.bicubic_downsample(batch.hr, 4).float(), rtol=0, atol=0)
+        elif name == "noise30":
+            assert 25 < (lr - hr).std() < 35
+        else:  # rain only brightens
+            assert (lr >= hr - 1e-3).all() and (lr > hr + 1).any()
+        # Keyed by sample, not by batch: each sample alone degrades to its row of the batch.
+        for k in range(len(batch.sample_ids)):
+            alone = batch.__class__(batch.hr[k : k + 1], batch.task, batch.sample_ids[k : k + 1], batch.epoch, batch.index)
+            torch.testing.assert_close(degrade_batch(alone, loader.tasks, seed=2)[0], lr[k : k + 1], rtol=0, atol=0)
+    assert len(seen) > 1
 
 
 # --- pairs ------------------------------------------------------------------------------------------------
@@ -299,10 +318,42 @@ def test_data_errors_before_training(tmp_path):
     with pytest.raises(DataLayoutError, match="1 listed files do not exist"):
         load_training_images(listing)
     too_small = load_training_images(_folder(tmp_path, size=(60, 60)), cache=None)
-    with pytest.raises(ValueError, match="smaller than the largest crop"):
+    with pytest.raises(ConfigError, match="smaller than the largest crop"):
         make_loader("torch", too_small, ["sr4"], batch_size=2)
-    with pytest.raises(ValueError, match="unknown loader backend"):
+    with pytest.raises(ConfigError, match="unknown loader backend"):
         make_loader("ffcv", too_small, ["noise30"], batch_size=2)
+    with pytest.raises(ConfigError, match="pairs of scale 1 train exactly one task of that scale"):
+        make_loader("torch", load_image_pairs(_pairs(tmp_path / "whole", "restore"), min_size=48, cache=None), ["sr2"],
+                    batch_size=2)
+
+
+def test_crops_follow_the_model_input_size(images):
+    assert make_loader("torch", images, ["sr2", "sr4", "noise30"], batch_size=2).crops == (96, 192, 48)
+    assert make_loader("torch", images, ["sr2", "sr4", "noise30"], batch_size=2, patch_size=24).crops == (48, 96, 24)
+    with pytest.warns(DeprecationWarning, match="patch_size"):
+        assert make_loader("torch", images, ["sr3"], batch_size=2, lr_patch=12).crops == (36,)
+
+
+def test_the_old_loader_names_still_work():
+    import ipt.data
+    import ipt.loaders
+    from ipt.train.config import LOADERS
+
+    with pytest.warns(DeprecationWarning, match="ipt.loaders.make_loader"):
+        assert ipt.data.make_loader is ipt.loaders.make_loader
+    with pytest.warns(DeprecationWarning, match="ipt.loaders.BACKENDS"):
+        assert ipt.data.BACKENDS == ipt.loaders.BACKENDS == LOADERS == ("torch", "dali")
+    with pytest.raises(AttributeError):
+        ipt.data.no_such_name
+
+
+def test_data_and_pipelines_do_not_import_each_other():
+    # Each in a fresh interpreter: ipt.data imports neither the pipelines nor the loader choice above it,
+    # and ipt.pipelines imports first without tripping over a half-initialised ipt.data.
+    for first, absent in (("ipt.data", ("ipt.pipelines", "ipt.loaders")), ("ipt.pipelines", ("ipt.loaders",))):
+        code = f"import sys, {first}; print([m for m in {absent!r} if m in sys.modules])"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
 def test_file_list_and_builtin_samples(tmp_path):
@@ -316,12 +367,9 @@ def test_file_list_and_builtin_samples(tmp_path):
 
 
 def test_loader_reads_the_distributed_rank(images, monkeypatch):
-    import ipt.data.plan as plan_module
-
-    monkeypatch.setattr(plan_module, "distributed_shard", lambda: (1, 2))
     import ipt.data.loader as loader_module
 
-    monkeypatch.setattr(loader_module, "distributed_shard", lambda: (1, 2))
+    monkeypatch.setattr(loader_module, "distributed_shard", lambda: (1, 2))  # as torch.distributed would say
     loader = make_loader("torch", images, ["noise30"], batch_size=1)
     assert (loader.rank, loader.world) == (1, 2)
     assert len(loader) == 2  # 4 images over 2 ranks

@@ -158,7 +158,7 @@ def test_an_error_outside_any_guard_still_reaches_the_other_ranks(tmp_path):
     seconds, codes, output = by_hand(tmp_path, "raise-unguarded", 1, "600", "60")
     assert codes == [2, 2], output  # both end with one clear line
     assert "error (rank 1): raised outside any guard" in output
-    assert "error (rank 0): rank 1 failed: ValueError: raised outside any guard" in output
+    assert "error (rank 0): rank 1 failed: ConfigError: raised outside any guard" in output
     assert seconds < 20
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import ipt.ops
+from ipt.ops import contract
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "ipt"
@@ -27,7 +28,12 @@ def _run_python(code, cwd, env_extra=None):
 def test_build_facts_record_the_running_torch(kernels):
     facts = json.loads((PACKAGE / "_C_build.json").read_text())
     assert facts["torch_version"] == torch.__version__ == kernels.module.TORCH_VERSION
-    assert facts["with_cuda"] == bool(kernels.module.WITH_CUDA) == (torch.version.cuda is not None and facts["with_cuda"])
+    assert facts["with_cuda"] == bool(kernels.module.WITH_CUDA)
+    assert torch.version.cuda is not None or not facts["with_cuda"]  # CUDA kernels need a CUDA torch
+    # The recorded fact matches what is registered: CUDA kernels exactly when the build says so.
+    assert {op: ipt.ops.kernel_devices(op) for op in ipt.ops.op_names()} == {
+        op: {"cpu": True, "cuda": facts["with_cuda"]} for op in contract.OPS
+    }
 
 
 def test_cpu_kernels_link_openmp(kernels):
@@ -113,10 +119,10 @@ def test_ops_cli_reports_kernels(kernels):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert f"built against  : torch {torch.__version__}" in out
-    for op in ("patch_unfold", "patch_fold"):
-        line = next(line for line in out.splitlines() if line.strip().startswith(op))
+    for op, (schema, _) in contract.OPS.items():
+        line = next(line for line in out.splitlines() if line.strip().startswith(op + " "))
         assert "cpu yes" in line and f"cuda {'yes' if kernels.with_cuda else 'no'}" in line
-    assert "patch_unfold(Tensor x, int patch, Tensor? pos=None) -> Tensor" in out
+        assert line.endswith(schema)
 
 
 @pytest.fixture(scope="module")
@@ -168,14 +174,33 @@ def test_cmake_library_registers_the_same_ops(kernels, cmake_example, tmp_path):
 
 
 def test_cpp_program_uses_the_ops(kernels, cmake_example):
-    done = subprocess.run([str(cmake_example / "patch_roundtrip")], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([str(cmake_example / "ipt_ops_demo")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
-    # The same computation through the Python package.
+
+    def values(name):
+        return [float(v) for v in lines[name].split()]
+
+    # The same computations through the Python package.
     image = torch.arange(2 * 3 * 6 * 9, dtype=torch.float32).reshape(2, 3, 6, 9)
     pos = torch.arange(6 * 27, dtype=torch.float32).reshape(6, 27) * 0.5
     tokens = ipt.ops.patch_unfold(image, 3, pos)
     assert lines["tokens_shape"] == "2 6 27"
     assert float(lines["tokens_sum"]) == pytest.approx(tokens.sum().item(), rel=1e-6)
-    assert [float(v) for v in lines["token_1_4"].split()] == tokens[1, 4].tolist()
+    assert values("token_1_4") == tokens[1, 4].tolist()
     assert lines["roundtrip_exact"] == "1"
+
+    photo = (torch.arange(2 * 3 * 12 * 16) * 37 % 256).to(torch.uint8).reshape(2, 3, 12, 16)
+    rain = ipt.ops.RainConfig(amount=(0.002, 0.004), thickness=(1.0, 3.0), length=(25.0, 35.0), angle=(-10.0, 10.0),
+                              alpha=(0.6, 0.9))  # the ranges main.cpp passes
+    assert values("bicubic_row") == ipt.ops.bicubic_downsample(photo, 2)[1, 2, 3].double().tolist()
+    noisy = ipt.ops.add_gaussian_noise(photo, 30.0, 7)
+    assert values("noise_row") == noisy[1, 0, 5].double().tolist()
+    assert float(lines["noise_sum"]) == pytest.approx(noisy.double().sum().item(), rel=1e-12)
+    layers = ipt.ops.rain_streaks(2, 12, 16, 5, rain)
+    assert float(lines["streaks_sum"]) == pytest.approx(layers.double().sum().item(), rel=1e-12) and layers.sum() > 0
+    rainy = ipt.ops.add_rain(photo, 5, rain=rain)
+    assert float(lines["rain_sum"]) == pytest.approx(rainy.double().sum().item(), rel=1e-12)
+    with pytest.raises(ValueError) as error:
+        ipt.ops.add_gaussian_noise(photo, -1.0, 7)
+    assert lines["bad_sigma"] == str(error.value) == "add_gaussian_noise: sigma must be finite and >= 0, got -1"

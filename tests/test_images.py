@@ -5,6 +5,8 @@ import pytest
 from PIL import Image
 
 from ipt.data.images import UnreadableImageError, list_images, read_image, to_rgb_uint8, write_image
+from ipt.data.folders import DataLayoutError
+from ipt.errors import ConfigError, IPTError
 from ipt.data.samples import SAMPLE_NAMES, sample_image, sample_images_dir
 
 from images import photo
@@ -39,10 +41,17 @@ def test_other_modes_become_rgb_uint8(tmp_path, mode):
         np.testing.assert_array_equal(out[..., 0], RGB[..., 0] if mode == "I;16" else reference)
     if mode == "RGBA":
         np.testing.assert_array_equal(out, RGB)
-    if mode == "P":  # palette indices looked up in the file's palette
-        with Image.open(path) as img:
-            assert img.mode == "P"
-            np.testing.assert_array_equal(out, np.asarray(img.convert("RGB")))
+
+
+def test_palette_indices_are_looked_up_in_the_palette(tmp_path):
+    palette = np.array([[255, 0, 0], [0, 128, 255], [17, 34, 51], [250, 250, 0]], dtype=np.uint8)
+    indices = np.random.default_rng(0).integers(0, len(palette), size=(30, 20)).astype(np.uint8)
+    image = Image.fromarray(indices, mode="P")
+    image.putpalette(palette.ravel().tolist())
+    image.save(tmp_path / "palette.png")
+    with Image.open(tmp_path / "palette.png") as saved:
+        assert saved.mode == "P"  # the file really holds indices and a palette
+    np.testing.assert_array_equal(read_image(tmp_path / "palette.png"), palette[indices])
 
 
 def test_arrays_of_any_type():
@@ -70,8 +79,16 @@ def test_list_images(tmp_path):
         (tmp_path / name).write_bytes(b"")
     assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png"]
     assert [p.name for p in list_images(tmp_path, recursive=True)] == ["a.JPG", "b.png", "d.png"]
-    with pytest.raises(FileNotFoundError, match="no such folder"):
+    with pytest.raises(DataLayoutError, match="no such folder"):
         list_images(tmp_path / "nope")
+
+
+def test_image_errors_are_the_toolkits_user_facing_errors(tmp_path):
+    for error in (UnreadableImageError, DataLayoutError):
+        assert issubclass(error, IPTError) and issubclass(error, ValueError)  # ValueError: code that caught it still does
+    with pytest.raises(ConfigError, match="unknown image file extension '.xyz'"):
+        write_image(tmp_path / "out.xyz", RGB)
+    assert not (tmp_path / "out.xyz").exists()
 
 
 def test_sample_images(tmp_path):

@@ -6,6 +6,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from ipt import metrics
+from ipt.errors import ConfigError, IPTError
 
 from images import COLOUR_IMAGES, photo
 
@@ -59,10 +60,13 @@ def test_output_is_quantised_before_comparing():
 def test_batches_and_tensors():
     clean = torch.from_numpy(np.stack([photo(n)[:64, :64] for n in COLOUR_IMAGES])).permute(0, 3, 1, 2).double()
     output = torch.from_numpy(_noisy(clean.numpy(), 10, 3))
-    per_image = metrics.psnr(output, clean, shave=2)
-    assert per_image.shape == (4,)
-    for i in range(4):
-        assert per_image[i].item() == pytest.approx(metrics.psnr(output[i], clean[i], shave=2))
+    per_image_psnr, per_image_ssim = metrics.psnr(output, clean, shave=2), metrics.ssim(output, clean, shave=2)
+    assert per_image_psnr.shape == per_image_ssim.shape == (4,)
+    for i in range(4):  # each image of the batch against scikit-image on that image alone
+        hwc_out = np.round(np.clip(output[i].permute(1, 2, 0).numpy(), 0, 255))
+        y_out, y_ref = _y(hwc_out)[2:-2, 2:-2], _y(clean[i].permute(1, 2, 0).numpy())[2:-2, 2:-2]
+        assert per_image_psnr[i].item() == pytest.approx(peak_signal_noise_ratio(y_ref, y_out, data_range=255), abs=1e-6)
+        assert per_image_ssim[i].item() == pytest.approx(_skimage_ssim(y_ref, y_out), abs=1e-6)
 
 
 def test_paper_noise_psnr_is_in_the_expected_range():
@@ -72,12 +76,15 @@ def test_paper_noise_psnr_is_in_the_expected_range():
     assert 18.0 < value < 21.0
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: metrics.psnr(np.zeros((8, 8, 3)), np.zeros((8, 9, 3))), "differ in shape"),
-    (lambda: metrics.psnr(np.zeros((8, 8, 3)), np.zeros((8, 8, 3)), shave=4), "cannot shave"),
-    (lambda: metrics.ssim(np.zeros((8, 8, 3)), np.zeros((8, 8, 3))), "at least 11 px"),
-    (lambda: metrics.psnr(np.zeros((8, 8)), np.zeros((8, 8))), "expected RGB images"),
+# Images too small for the measure come from a user's data set (ipt.evaluate): ConfigErrors. Arrays
+# of the wrong shape are the calling code's bug: plain ValueErrors.
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: metrics.psnr(np.zeros((8, 8, 3)), np.zeros((8, 9, 3))), ValueError, "differ in shape"),
+    (lambda: metrics.psnr(np.zeros((8, 8, 3)), np.zeros((8, 8, 3)), shave=4), ConfigError, "cannot shave"),
+    (lambda: metrics.ssim(np.zeros((8, 8, 3)), np.zeros((8, 8, 3))), ConfigError, "at least 11 px"),
+    (lambda: metrics.psnr(np.zeros((8, 8)), np.zeros((8, 8))), ValueError, "expected RGB images"),
 ])
-def test_bad_input(call, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_input(call, error, match):
+    with pytest.raises(error, match=match) as caught:
         call()
+    assert isinstance(caught.value, IPTError) == (error is ConfigError)

@@ -5,7 +5,9 @@ import re
 import pytest
 import torch
 
+from ipt.errors import ConfigError, IPTError
 from ipt.model import IPT, CheckpointError, IPTConfig, load_checkpoint, load_model, load_official
+from ipt.model.checkpoint import FORMAT, model_payload
 from ipt.tasks import TASK_NAMES
 
 SMALL = IPTConfig(n_feats=8, patch_size=12, patch_dim=3, num_heads=2, num_layers=2)
@@ -199,10 +201,36 @@ def test_load_official_single_task_files(tmp_path, name, task):
 def test_load_official_full_size_is_strict_and_inferred(tmp_path, sr2_model):
     path = tmp_path / "IPT_sr2.pt"
     torch.save(sr2_model.state_dict(), path)
-    loaded = IPT.load_official(path)
-    assert loaded.config == IPTConfig() and loaded.task_names == ["sr2"]
+    loaded = IPT.load_official(path)  # the paper's layout: the released files, 12 heads (SPEC section 1)
+    assert loaded.config == IPTConfig(n_feats=64, patch_size=48, patch_dim=3, num_heads=12, num_layers=12)
+    assert loaded.task_names == ["sr2"]
     for key, value in sr2_model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)
+
+
+def test_the_head_count_of_an_official_file_is_required_not_guessed(tmp_path):
+    # The head count changes no weight shape: a 2-head model's weights load "strictly" into a 12-head
+    # model (72 = 8 * 3^2 divides by both), which then computes something else.
+    two_heads = IPTConfig(n_feats=8, patch_size=12, patch_dim=3, num_heads=2, num_layers=2)
+    model, path = _official_file(tmp_path, "IPT_sr2.pt", ["sr2"], two_heads)
+    with pytest.raises(CheckpointError, match=r"do not store the number of attention heads.*num_heads=H"):
+        load_official(path)
+    with pytest.raises(CheckpointError, match="n_feats 8, patch_dim 3, patch_size 12, 2 layers"):
+        load_model(path)  # the message says what the file holds
+    x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(9)) * 255
+    with torch.no_grad():
+        expected = model(x)
+        right = load_official(path, num_heads=2)
+        assert right.config == two_heads
+        assert torch.equal(right(x), expected)
+        assert torch.equal(load_model(path, num_heads=2)(x), expected)
+        assert torch.equal(IPT.load_official(path, num_heads=2)(x), expected)
+        wrong = load_official(path, num_heads=12)  # loads strictly, yet is another model
+        assert ((wrong(x) - expected).abs().max() > 1).item()
+    with pytest.raises(ConfigError, match="contradicts config.num_heads=2"):
+        load_official(path, config=two_heads, num_heads=12)
+    with pytest.raises(CheckpointError, match="must be divisible by num_heads 5"):
+        load_official(path, num_heads=5)
 
 
 def test_load_official_pretrain_file(tmp_path):
@@ -212,6 +240,24 @@ def test_load_official_pretrain_file(tmp_path):
     x = torch.rand(1, 3, 12, 12) * 255
     with torch.no_grad():
         assert torch.equal(loaded(x, "sr4"), model(x, "sr4"))
+
+
+def test_training_checkpoints_load_as_their_model(tmp_path):
+    # Any dict whose "model" entry is one of our payloads (a training checkpoint bundles optimizer and
+    # RNG states with it) loads as that model; the reader knows nothing of what else the file holds.
+    torch.manual_seed(10)
+    model = IPT(["sr2"], SMALL).eval()
+    path = tmp_path / "step_00000100.pt"
+    torch.save({"format": "something-else", "model": model_payload(model), "optimizer": {"step": 3}}, path)
+    x = torch.rand(1, 3, 12, 12) * 255
+    with torch.no_grad():
+        for loaded in (load_model(path), load_checkpoint(path)):
+            assert loaded.task_names == ["sr2"] and loaded.config == SMALL
+            assert torch.equal(loaded(x), model(x))
+    plain = tmp_path / "plain.pt"  # a "model" entry that is a bare state_dict is an official-style file
+    torch.save({"model": model.state_dict()}, plain)
+    assert load_official(plain, num_heads=SMALL.num_heads).task_names == ["sr2"]
+    assert model_payload(model)["format"] == FORMAT
 
 
 def test_official_file_with_module_prefix(tmp_path):
@@ -258,25 +304,49 @@ def test_load_model_takes_either_format(tmp_path):
     ours = tmp_path / "ours.safetensors"
     model.save(ours)
     assert load_model(ours, "sr4").task_names == ["sr4"]
-    with pytest.raises(ValueError, match="no task 'sr2'"):
+    with pytest.raises(CheckpointError, match="ours.safetensors: this model has no task 'sr2'"):
         load_model(ours, "sr2")
+    with pytest.raises(CheckpointError, match="stores its config, with num_heads 2, not 4"):
+        load_model(ours, num_heads=4)
     with pytest.raises(CheckpointError, match="not a checkpoint of this toolkit"):
         load_checkpoint(official)
     with pytest.raises(CheckpointError, match="use IPT.load"):
         load_official(ours)
 
 
+def test_errors_users_cause_are_config_and_checkpoint_errors():
+    # run_main prints IPTErrors as one line; both stay ValueErrors for code that caught those
+    assert issubclass(CheckpointError, IPTError) and issubclass(CheckpointError, ValueError)
+    assert issubclass(ConfigError, IPTError) and issubclass(ConfigError, ValueError)
+
+
 def test_bad_configs_and_tasks():
-    with pytest.raises(ValueError, match="must be divisible by num_heads"):
+    with pytest.raises(ConfigError, match="must be divisible by num_heads"):
         IPTConfig(n_feats=8, num_heads=5)
-    with pytest.raises(ValueError, match="multiple of patch_dim"):
+    with pytest.raises(ConfigError, match="multiple of patch_dim"):
         IPTConfig(patch_size=50)
-    with pytest.raises(ValueError, match="unknown model config"):
+    with pytest.raises(ConfigError, match="dropout must be in"):
+        IPTConfig(dropout="0.1")
+    with pytest.raises(ConfigError, match=r"unknown IPTConfig fields \['heads'\]"):
+        IPTConfig.from_dict({"heads": 3})
+    with pytest.raises(ConfigError, match="unknown model config"):
         IPT(["sr2"], "huge")
-    with pytest.raises(ValueError, match="duplicate tasks"):
+    with pytest.raises(ConfigError, match="duplicate tasks"):
         IPT(["sr2", "sr2"], SMALL)
+    with pytest.raises(ConfigError, match="upsample by 1, 2, 3 or a power of two; got scale 5"):
+        IPT(["sr5"], SMALL)
     model = IPT(["sr2"], SMALL)
-    with pytest.raises(ValueError, match="no task 'sr3'"):
+    with pytest.raises(ConfigError, match="no task 'sr3'"):
         model(torch.zeros(1, 3, 12, 12), "sr3")
-    with pytest.raises(ValueError, match=re.escape("takes (8, 12, 12) feature maps, got (8, 16, 16)")):
+    with pytest.raises(ConfigError, match="task index 1 is out of range"):
+        model(torch.zeros(1, 3, 12, 12), 1)
+    # a tensor of the wrong size is a bug of the calling code, not a user's setting: a plain ValueError
+    with pytest.raises(ValueError, match=re.escape("takes (8, 12, 12) feature maps, got (8, 16, 16)")) as caught:
         model(torch.zeros(1, 3, 16, 16))
+    assert not isinstance(caught.value, IPTError)
+
+
+def test_scale_of_is_deprecated():
+    model = IPT(["sr2", "sr3"], SMALL)
+    with pytest.warns(DeprecationWarning, match=r"model.tasks\[model.task_index\(task\)\].scale"):
+        assert model.scale_of("sr3") == 3

@@ -122,7 +122,7 @@ def test_non_contiguous_and_empty(kernels, device):
         ((torch.zeros(1, 3, 8, 8), float("inf"), 1, torch.arange(1)), ValueError, "sigma must be finite"),
         ((torch.zeros(1, 3, 8, 8), 30.0, -5, torch.arange(1)), ValueError, "seed must be"),
         ((torch.zeros(2, 3, 8, 8), 30.0, 1, torch.arange(3)), ValueError, r"sample_ids must have shape \(B,\) = \(2,\)"),
-        ((torch.zeros(2, 3, 8, 8), 30.0, 1, torch.arange(2).int()), TypeError, "sample_ids must be int64"),
+        ((torch.zeros(2, 3, 8, 8), 30.0, 1, torch.arange(2).int()), TypeError, "sample_ids has dtype torch.int32; supported dtypes are int64"),
         ((torch.zeros(2, 3, 8, 8), 30.0, 1, torch.arange(2, device="meta")), ValueError, "same device"),
     ],
 )

@@ -130,7 +130,7 @@ def test_given_streak_layer_is_blended(kernels):
         (lambda: ipt.ops.add_rain(torch.zeros(1, 3, 8, 8), streak=torch.zeros(1, 3, 8, 8)), ValueError, r"\(B, 1, H, W\) layer"),
         (lambda: ipt.ops.add_rain(torch.zeros(1, 3, 8, 8), streak=torch.zeros(1, 1, 8, 9)), ValueError, "does not fit"),
         (lambda: ipt.ops.add_rain(torch.zeros(3, 8, 8), 1), ValueError, "must be 4-D"),
-        (lambda: ipt.ops.rain_streaks(1, 0, 8, 1), ValueError, "height and width must be >= 1"),
+        (lambda: ipt.ops.rain_streaks(1, 0, 8, 1), ValueError, "height must be an integer >= 1, got 0"),
         (lambda: ipt.ops.rain_streaks(1, 8, 8, -1), ValueError, "seed must be"),
     ],
 )

@@ -1,54 +1,87 @@
 """ipt.tasks: the official six in order, their degradations, and custom tasks."""
 
+import numpy as np
 import pytest
 import torch
 
-import ipt.ops
-from ipt.tasks import TASK_NAMES, TASKS, Task, GaussianNoise, get_task
+from ipt.errors import ConfigError
+from ipt.model import PRESETS
+from ipt.tasks import TASK_NAMES, TASKS, GaussianNoise, Task, get_task
 
 from images import photo_batch
+from matlab_imresize import imresize
 
 
 def test_official_order_names_and_scales():
     assert TASK_NAMES == ("sr2", "sr3", "sr4", "rain", "noise30", "noise50")
     assert [t.scale for t in TASKS] == [2, 3, 4, 1, 1, 1]
-    assert [t.hr_crop for t in TASKS] == [96, 144, 192, 48, 48, 48]
     for i, task in enumerate(TASKS):
         assert task.index == i and get_task(i) is task and get_task(task.name) is task
 
 
+def test_hr_crop_follows_the_model_input_size():
+    assert [t.hr_crop_for(48) for t in TASKS] == [96, 144, 192, 48, 48, 48]
+    assert [t.hr_crop_for(24) for t in TASKS] == [48, 72, 96, 24, 24, 24]  # the "small" preset's input
+    with pytest.warns(DeprecationWarning, match=r"hr_crop_for\(model.config.patch_size\)"):
+        assert get_task("sr3").hr_crop == 144  # the deprecated alias: the paper's size only
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
 @pytest.mark.parametrize("name", TASK_NAMES)
-def test_degrade_gives_the_48px_model_input(kernels, name):
-    task = get_task(name)
-    hr = photo_batch("astronaut", crop=(task.hr_crop, task.hr_crop)).repeat(3, 1, 1, 1)
+def test_degrading_the_hr_crop_gives_one_model_input(kernels, preset, name):
+    task, patch_size = get_task(name), PRESETS[preset].patch_size
+    crop = task.hr_crop_for(patch_size)
+    hr = photo_batch("astronaut", crop=(crop, crop)).repeat(3, 1, 1, 1)
     lr, target = task.pair(hr, seed=5, sample_ids=torch.tensor([1, 2, 3]))
-    assert lr.shape == (3, 3, 48, 48) and lr.dtype == torch.float32
+    assert lr.shape == (3, 3, patch_size, patch_size) and lr.dtype == torch.float32
     assert target.dtype == torch.float32 and torch.equal(target, hr.float())
     assert lr.min() >= 0 and lr.max() <= 255
-    torch.testing.assert_close(task.degrade(hr, 5, torch.tensor([1, 2, 3])), lr, rtol=0, atol=0)
 
 
-def test_degradations_are_the_ops(kernels):
-    hr = photo_batch("coffee", crop=(96, 96)).repeat(2, 1, 1, 1)
-    ids = torch.tensor([0, 1])
-    torch.testing.assert_close(get_task("sr2").degrade(hr, 0), ipt.ops.bicubic_downsample(hr, 2).float(), rtol=0, atol=0)
-    hr48 = hr[..., :48, :48]
-    torch.testing.assert_close(get_task("noise50").degrade(hr48, 9, ids), ipt.ops.add_gaussian_noise(hr48, 50, 9, ids))
-    torch.testing.assert_close(get_task("rain").degrade(hr48, 9, ids), ipt.ops.add_rain(hr48, 9, ids, "light"))
-    assert not torch.equal(get_task("noise30").degrade(hr48, 9), get_task("noise30").degrade(hr48, 10))
+@pytest.mark.parametrize("name, scale", [("sr2", 2), ("sr3", 3), ("sr4", 4)])
+def test_sr_degradation_is_matlab_bicubic(kernels, name, scale):
+    hr = photo_batch("coffee", crop=(96, 120))
+    expected = imresize(hr[0].permute(1, 2, 0).numpy(), scale=1 / scale)  # the independent numpy port
+    lr = get_task(name).degrade(hr, seed=0)
+    assert lr.dtype == torch.float32
+    np.testing.assert_array_equal(lr[0].permute(1, 2, 0).numpy(), expected.astype(np.float32))
+
+
+@pytest.mark.parametrize("name, sigma", [("noise30", 30), ("noise50", 50)])
+def test_noise_degradation_has_its_sigma(kernels, name, sigma):
+    hr = torch.full((2, 3, 64, 64), 128, dtype=torch.uint8)  # mid-grey: clipping at 0/255 is rare
+    task, ids = get_task(name), torch.tensor([0, 1])
+    noisy = task.degrade(hr, 9, ids)
+    residual = (noisy - 128)[(noisy > 0) & (noisy < 255)]
+    assert abs(residual.mean().item()) < 0.05 * sigma
+    assert residual.std().item() == pytest.approx(sigma, rel=0.05)
+    assert torch.equal(task.degrade(hr, 9, ids), noisy)  # seeded: the same seed, the same noise
+    assert not torch.equal(task.degrade(hr, 10, ids), noisy)
+    assert torch.equal(task.degrade(hr[1:], 9, ids[1:]), noisy[1:])  # a sample's noise is its own
+
+
+def test_rain_degradation_adds_grey_streaks(kernels):
+    hr = torch.zeros(2, 3, 64, 64, dtype=torch.uint8)  # black: the output is the streak layer itself
+    task, ids = get_task("rain"), torch.tensor([0, 1])
+    rain = task.degrade(hr, 9, ids)
+    assert (rain >= 0).all() and (rain <= 255).all() and (rain > 0).any()
+    assert torch.equal(rain[:, 0], rain[:, 1]) and torch.equal(rain[:, 0], rain[:, 2])  # grey: one layer
+    assert not torch.equal(rain[0], rain[1])  # each sample its own streaks
+    heavy = get_task("rain-heavy").degrade(hr, 9, ids)
+    assert heavy.mean() > rain.mean()  # heavy rain covers more
 
 
 def test_custom_tasks():
     assert get_task("noise10").degradation == GaussianNoise(10.0) and get_task("noise10").index is None
     assert get_task("noise70").scale == 1
-    assert get_task("sr8").scale == 8 and get_task("sr8").hr_crop == 384
+    assert get_task("sr8").scale == 8 and get_task("sr8").hr_crop_for(48) == 384
     assert get_task("rain-heavy").degradation.rain == "heavy"
     mine = Task("blur", 1, lambda hr, seed, sample_ids=None: hr.float() * 0.5)
     assert get_task(mine) is mine
     assert torch.equal(mine.degrade(torch.full((1, 3, 4, 4), 8, dtype=torch.uint8), 0), torch.full((1, 3, 4, 4), 4.0))
 
 
-@pytest.mark.parametrize("bad, error", [("sr1", ValueError), ("denoise", ValueError), (6, ValueError), (-1, ValueError),
+@pytest.mark.parametrize("bad, error", [("sr1", ConfigError), ("denoise", ConfigError), (6, ConfigError), (-1, ConfigError),
                                         (1.5, TypeError), (True, TypeError)])
 def test_unknown_tasks_are_clear_errors(bad, error):
     with pytest.raises(error, match="task"):

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ipt.data import load_training_images
+from ipt.errors import ConfigError
 from ipt.model import load_model
-from ipt.train import PRESETS, Trainer, TrainConfig, contrastive_loss, contrastive_loss_direct, load_config
+from ipt.train import PRESETS, Trainer, TrainConfig, contrastive_loss, load_config
 from ipt.train import contrastive as contrastive_module
 from ipt.train.state import CheckpointWriteError, checkpoints
 
@@ -39,6 +41,18 @@ def samples():
 
 
 # --- the contrastive loss ------------------------------------------------------------------------------------
+
+
+def contrastive_loss_direct(tokens: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
+    """The formula written out on the full (T, T) similarity matrix: the oracle for contrastive_loss."""
+    b, n, _ = tokens.shape
+    z = F.normalize(tokens.float(), dim=-1).reshape(b * n, -1)
+    sim = z @ z.t() / temperature
+    eye = torch.eye(b * n, dtype=torch.bool, device=z.device)
+    log_prob = sim - torch.logsumexp(sim.masked_fill(eye, float("-inf")), dim=1, keepdim=True)
+    image = torch.arange(b * n, device=z.device) // n
+    positive = (image[:, None] == image[None, :]) & ~eye
+    return -((log_prob * positive).sum(1) / positive.sum(1)).mean()
 
 
 @pytest.mark.parametrize("shape, chunk", [((3, 16, 8), 7), ((2, 256, 576), 100), ((5, 9, 4), 1000)])
@@ -193,6 +207,8 @@ def test_full_disk_is_a_clear_error_that_keeps_the_last_checkpoint(kernels, samp
     (["--config", "nope"], "unknown training config 'nope'"),
     (["--lr", "-1"], "lr must be > 0"),
     (["--batch-size", "4", "--micro-batch", "3"], "must be a multiple of micro_batch 3"),
+    (["--batch-size", "64", "--workers", "1"], "does not fill one step of 64 images"),
+    (["--amp", "fp16"], "invalid choice: 'fp16'"),
 ])
 def test_bad_settings_are_clear_errors(tmp_path, args, message):
     (tmp_path / "file.txt").write_text("x")
@@ -212,10 +228,35 @@ def test_config_files_and_presets(tmp_path):
     assert json.loads(json.dumps(config.to_dict()))["tasks"] == ["sr2", "noise30"]
     bad = tmp_path / "bad.json"
     bad.write_text('{"batchsize": 3}')
-    with pytest.raises(ValueError, match="unknown training config keys"):
+    with pytest.raises(ConfigError, match="unknown training config keys"):
         load_config(bad)
-    with pytest.raises(ValueError, match="unknown task"):
+    with pytest.raises(ConfigError, match="unknown task"):
         TrainConfig(tasks=("sr2", "deblur"))
+    bad.write_text('{"lr_gamma": "fast", "lr_milestones": 3, "seed": 1.5}')  # wrong types: errors, not crashes
+    with pytest.raises(ConfigError, match="seed must be an integer.*lr_gamma must be in .*lr_milestones must be epochs"):
+        load_config(bad)
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot read the config"):
+        load_config(bad)
+
+
+@pytest.mark.parametrize("steps", [None, 10**6], ids=["step-budget", "epoch-budget"])
+def test_the_final_weights_are_validated_once(kernels, samples, tmp_path, steps):
+    # 8 images, batch 8, repeat 1: one step per epoch, so both runs end at the end of epoch 1 -- by the
+    # step budget (epochs x steps per epoch) or by the epoch budget (far fewer steps than `steps`).
+    seen = []
+
+    def validate(model, epoch):
+        seen.append((epoch, [p.detach().clone() for p in model.parameters()]))
+
+    config = TINY.updated(steps=steps, epochs=2, batch_size=8, repeat=1, checkpoint_every=100)
+    trainer = Trainer(config, samples, tmp_path, validate=validate, progress=False)
+    summary = trainer.run()
+    assert summary["steps"] == 2
+    assert [epoch for epoch, _ in seen] == [0, 1]  # once per epoch; the last one sees the final weights
+    final = load_model(tmp_path / "model.safetensors").state_dict()
+    assert all(torch.equal(a, final[name]) for (name, _), a in zip(trainer.model.named_parameters(), seen[-1][1]))
+    assert not all(torch.equal(a, b) for a, b in zip(seen[0][1], seen[1][1]))
 
 
 def test_lr_steps_down_at_the_milestone(kernels, samples, tmp_path):

@@ -1,5 +1,5 @@
 // CPU kernel of bicubic_resize (MATLAB imresize, bicubic): two separable passes over contiguous planes,
-// each reading a precomputed table of taps (common/cubic.h). The vertical pass runs whole rows at a
+// each reading a precomputed table of taps (common/bicubic.h). The vertical pass runs whole rows at a
 // time so its inner loop is a vectorisable multiply-add over contiguous memory.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "../checks.h"
-#include "../common/cubic.h"
-#include "../resize_plan.h"
+#include "../common/bicubic.h"
+#include "../bicubic_plan.h"
 
 namespace ipt {
 namespace {
@@ -82,7 +82,7 @@ void resize_cols(const In* src, Out* dst, int64_t rows, int64_t in_w, const Resi
 }
 
 at::Tensor bicubic_resize_cpu(const at::Tensor& x_in, at::IntArrayRef size, at::ArrayRef<double> scale) {
-  check_resize_args(x_in, size, scale);
+  check_bicubic_resize(x_in, size, scale);
   const ResizePlan plan(x_in, size, scale);
   at::Tensor out = at::empty({x_in.size(0), x_in.size(1), size[0], size[1]}, x_in.options());
   if (out.numel() == 0) return out;

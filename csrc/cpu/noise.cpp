@@ -32,7 +32,7 @@ void noise_kernel(const In* x, Out* out, const int64_t* ids, int64_t batch, int6
 }
 
 at::Tensor add_gaussian_noise_cpu(const at::Tensor& x_in, double sigma, int64_t seed, const at::Tensor& sample_ids) {
-  check_noise_args(x_in, sigma, seed, sample_ids);
+  check_add_gaussian_noise(x_in, sigma, seed, sample_ids);
   at::Tensor out = at::empty(x_in.sizes(), x_in.options().dtype(degraded_dtype(x_in)));
   if (out.numel() == 0) return out;
   const at::Tensor x = x_in.contiguous();

@@ -60,11 +60,10 @@ void for_each_streak_layer(const at::Tensor& ids, int64_t height, int64_t width,
   });
 }
 
-at::Tensor rain_streaks_cpu(const at::Tensor& sample_ids, int64_t height, int64_t width, int64_t seed,
-                            at::ArrayRef<double> amount, at::ArrayRef<double> thickness, at::ArrayRef<double> length,
-                            at::ArrayRef<double> angle) {
+at::Tensor rain_streaks_cpu(const at::Tensor& sample_ids, int64_t height, int64_t width, int64_t seed
+                                IPT_RAIN_LAYER_PARAMS(IPT_RANGE_PARAM)) {
   const RainRanges ranges =
-      check_rain_streaks_args(sample_ids, height, width, seed, amount, thickness, length, angle);
+      check_rain_streaks(sample_ids, height, width, seed, {IPT_RAIN_LAYER_PARAMS(IPT_RANGE_NAME)});
   at::Tensor out = at::empty({sample_ids.size(0), 1, height, width}, sample_ids.options().dtype(at::kFloat));
   float* dst = out.mutable_data_ptr<float>();
   for_each_streak_layer(sample_ids.contiguous(), height, width, seed, ranges,
@@ -75,10 +74,9 @@ at::Tensor rain_streaks_cpu(const at::Tensor& sample_ids, int64_t height, int64_
   return out;
 }
 
-at::Tensor add_rain_cpu(const at::Tensor& x_in, const at::Tensor& sample_ids, int64_t seed,
-                        at::ArrayRef<double> amount, at::ArrayRef<double> thickness, at::ArrayRef<double> length,
-                        at::ArrayRef<double> angle, at::ArrayRef<double> alpha) {
-  const RainRanges ranges = check_add_rain_args(x_in, sample_ids, seed, amount, thickness, length, angle, alpha);
+at::Tensor add_rain_cpu(const at::Tensor& x_in, const at::Tensor& sample_ids, int64_t seed
+                            IPT_RAIN_PARAMS(IPT_RANGE_PARAM)) {
+  const RainRanges ranges = check_add_rain(x_in, sample_ids, seed, {IPT_RAIN_PARAMS(IPT_RANGE_NAME)});
   at::Tensor out = at::empty(x_in.sizes(), x_in.options().dtype(degraded_dtype(x_in)));
   if (out.numel() == 0) return out;
   const at::Tensor x = x_in.contiguous();

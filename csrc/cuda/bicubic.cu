@@ -1,5 +1,5 @@
 // CUDA kernel of bicubic_resize: the tap tables are built on the device with the shared
-// common/cubic.h, then two separable passes run one thread per output element (coalesced along W).
+// common/bicubic.h, then two separable passes run one thread per output element (coalesced along W).
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -9,8 +9,8 @@
 #include <torch/library.h>
 
 #include "../checks.h"
-#include "../common/cubic.h"
-#include "../resize_plan.h"
+#include "../common/bicubic.h"
+#include "../bicubic_plan.h"
 #include "launch.cuh"
 
 namespace ipt {
@@ -18,8 +18,11 @@ namespace {
 
 template <typename Acc>
 __global__ void build_table_kernel(ResizeAxis axis, int64_t taps, Acc* weights, int64_t* index) {
-  const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-  if (i < axis.out_len) cubic_contributions(axis, i, weights + i * taps, index + i * taps);
+  // Grid-stride: blocks_for caps the grid, so one thread may build several rows of a long axis.
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < axis.out_len;
+       i += int64_t{blockDim.x} * gridDim.x) {
+    cubic_contributions(axis, i, weights + i * taps, index + i * taps);
+  }
 }
 
 template <typename Out, typename Acc>
@@ -81,7 +84,7 @@ struct DeviceTable {
 };
 
 at::Tensor bicubic_resize_cuda(const at::Tensor& x_in, at::IntArrayRef size, at::ArrayRef<double> scale) {
-  check_resize_args(x_in, size, scale);
+  check_bicubic_resize(x_in, size, scale);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const ResizePlan plan(x_in, size, scale);
   at::Tensor out = at::empty({x_in.size(0), x_in.size(1), size[0], size[1]}, x_in.options());

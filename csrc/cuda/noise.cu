@@ -34,7 +34,7 @@ __global__ void noise_kernel(const In* __restrict__ x, Out* __restrict__ out, co
 }
 
 at::Tensor add_gaussian_noise_cuda(const at::Tensor& x_in, double sigma, int64_t seed, const at::Tensor& sample_ids) {
-  check_noise_args(x_in, sigma, seed, sample_ids);
+  check_add_gaussian_noise(x_in, sigma, seed, sample_ids);
   const c10::cuda::CUDAGuard guard(x_in.device());
   at::Tensor out = at::empty(x_in.sizes(), x_in.options().dtype(degraded_dtype(x_in)));
   if (out.numel() == 0) return out;

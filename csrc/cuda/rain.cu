@@ -12,6 +12,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <algorithm>
+
 #include "../checks.h"
 #include "../common/rain.h"
 #include "launch.cuh"
@@ -102,33 +104,38 @@ struct StreakAccumulators {
   at::Tensor acc, lo_hi, alpha;  // (B, H*W) exact sums, (B, 2) their min and max, (B,) blend strengths
 };
 
-// Splats and reduces the streak accumulators of all samples.
+// Splats and reduces the streak accumulators of all samples. The splat grid has one row of blocks per
+// sample (grid.y), and grid.y is at most 65535 on every GPU, so larger batches are launched in chunks.
 StreakAccumulators streak_accumulators(const at::Tensor& ids, int64_t height, int64_t width, uint64_t seed,
                                        const RainRanges& ranges, cudaStream_t stream) {
   const int64_t batch = ids.size(0), plane = height * width;
-  TORCH_CHECK_VALUE(batch <= 65535, "rain: at most 65535 samples per call on CUDA, got ", batch);
   at::Tensor acc = at::zeros({batch, plane}, ids.options().dtype(at::kLong));
   at::Tensor lo_hi = at::empty({batch, 2}, ids.options().dtype(at::kLong));
   at::Tensor alpha = at::empty({batch}, ids.options().dtype(at::kDouble));
   Accum* acc_ptr = reinterpret_cast<Accum*>(acc.mutable_data_ptr<int64_t>());
   Accum* lo_hi_ptr = reinterpret_cast<Accum*>(lo_hi.mutable_data_ptr<int64_t>());
+  const int64_t* ids_ptr = ids.const_data_ptr<int64_t>();
   const int64_t max_r = streak_radius(ranges.length[1], ranges.thickness[1]);
   const int64_t max_padded = (height + 2 * max_r) * (width + 2 * max_r);
-  const dim3 grid(cuda::blocks_for(max_padded), static_cast<unsigned int>(batch));
-  splat_kernel<<<grid, cuda::kThreadsPerBlock, 0, stream>>>(acc_ptr, ids.const_data_ptr<int64_t>(), ranges, seed,
-                                                           height, width, max_padded);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  constexpr int64_t kMaxGridY = 65535;
+  for (int64_t first = 0; first < batch; first += kMaxGridY) {
+    const int64_t count = std::min<int64_t>(kMaxGridY, batch - first);
+    const dim3 grid(cuda::blocks_for(max_padded), static_cast<unsigned int>(count));
+    splat_kernel<<<grid, cuda::kThreadsPerBlock, 0, stream>>>(acc_ptr + first * plane, ids_ptr + first, ranges, seed,
+                                                             height, width, max_padded);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  // grid.x (one block per sample) allows 2^31 - 1 blocks: one launch serves any batch.
   min_max_kernel<<<static_cast<unsigned int>(batch), cuda::kThreadsPerBlock, 0, stream>>>(
       acc_ptr, plane, lo_hi_ptr, ids.const_data_ptr<int64_t>(), ranges, seed, alpha.mutable_data_ptr<double>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {acc, lo_hi, alpha};
 }
 
-at::Tensor rain_streaks_cuda(const at::Tensor& sample_ids, int64_t height, int64_t width, int64_t seed,
-                             at::ArrayRef<double> amount, at::ArrayRef<double> thickness, at::ArrayRef<double> length,
-                             at::ArrayRef<double> angle) {
+at::Tensor rain_streaks_cuda(const at::Tensor& sample_ids, int64_t height, int64_t width, int64_t seed
+                                 IPT_RAIN_LAYER_PARAMS(IPT_RANGE_PARAM)) {
   const RainRanges ranges =
-      check_rain_streaks_args(sample_ids, height, width, seed, amount, thickness, length, angle);
+      check_rain_streaks(sample_ids, height, width, seed, {IPT_RAIN_LAYER_PARAMS(IPT_RANGE_NAME)});
   const c10::cuda::CUDAGuard guard(sample_ids.device());
   at::Tensor out = at::empty({sample_ids.size(0), 1, height, width}, sample_ids.options().dtype(at::kFloat));
   if (out.numel() == 0) return out;
@@ -143,10 +150,9 @@ at::Tensor rain_streaks_cuda(const at::Tensor& sample_ids, int64_t height, int64
   return out;
 }
 
-at::Tensor add_rain_cuda(const at::Tensor& x_in, const at::Tensor& sample_ids, int64_t seed,
-                         at::ArrayRef<double> amount, at::ArrayRef<double> thickness, at::ArrayRef<double> length,
-                         at::ArrayRef<double> angle, at::ArrayRef<double> alpha) {
-  const RainRanges ranges = check_add_rain_args(x_in, sample_ids, seed, amount, thickness, length, angle, alpha);
+at::Tensor add_rain_cuda(const at::Tensor& x_in, const at::Tensor& sample_ids, int64_t seed
+                            IPT_RAIN_PARAMS(IPT_RANGE_PARAM)) {
+  const RainRanges ranges = check_add_rain(x_in, sample_ids, seed, {IPT_RAIN_PARAMS(IPT_RANGE_NAME)});
   const c10::cuda::CUDAGuard guard(x_in.device());
   at::Tensor out = at::empty(x_in.sizes(), x_in.options().dtype(degraded_dtype(x_in)));
   if (out.numel() == 0) return out;

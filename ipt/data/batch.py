@@ -31,8 +31,9 @@ class Batch:
 
 
 def augment(image_hwc: np.ndarray, spec: SampleSpec) -> np.ndarray:
-    """Flips (horizontal, then vertical), then counter-clockwise quarter turns, as the DALI pipeline's
-    fn.flip and fn.rotate do; returns a contiguous (H, W, 3) array."""
+    """Flips (horizontal, then vertical), then counter-clockwise quarter turns (what the plan draws);
+    returns a contiguous (H, W, 3) array. The DALI pipeline gets the same pixels as flips plus an
+    optional H/W transpose (flips_then_transpose)."""
     if spec.flip_h:
         image_hwc = image_hwc[:, ::-1]
     if spec.flip_v:
@@ -42,8 +43,8 @@ def augment(image_hwc: np.ndarray, spec: SampleSpec) -> np.ndarray:
 
 def flips_then_transpose(spec: SampleSpec) -> tuple[bool, bool, bool]:
     """The same transform as augment(), written as (flip_h, flip_v, swap H and W): every combination of
-    flips and quarter turns is one of these eight. Lets a pipeline flip cheaply and fold the transpose
-    into the copy it makes anyway, instead of running a general rotation."""
+    flips and quarter turns is one of these eight. Lets a pipeline flip cheaply and transpose only the
+    samples that need it (pipelines/dali.py), instead of running a general rotation (a per-pixel warp)."""
     k = spec.rot90
     return spec.flip_h ^ (k in (1, 2)), spec.flip_v ^ (k in (2, 3)), k % 2 == 1
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import DataLayoutError
 from .images import list_images
 
-
-class DataLayoutError(ValueError):
-    """A data folder that is missing, empty, or has unpaired images."""
+__all__ = ["DataLayoutError", "ImagePair", "find_pairs", "find_training_images"]
 
 
 @dataclass(frozen=True)
@@ -79,8 +78,12 @@ def find_training_images(source) -> list[Path]:
     if source.is_dir():
         paths = list_images(source, recursive=True)
     elif source.is_file():
+        try:
+            lines = source.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise DataLayoutError(f"{source}: cannot read this file list ({error})") from None
         paths = []
-        for n, line in enumerate(source.read_text().splitlines(), 1):
+        for line in lines:
             line = line.strip()
             if not line or line.startswith("#"):
                 continue

@@ -1,7 +1,7 @@
 """Reading and writing images as RGB uint8, whatever the file holds.
 
 Grayscale, palette, CMYK, RGBA, 16-bit and float images are converted to (H, W, 3) uint8; a file that
-cannot be decoded raises UnreadableImageError naming it. scikit-image (imageio/Pillow) decodes.
+cannot be decoded raises UnreadableImageError naming it. Pillow decodes and encodes.
 """
 
 from __future__ import annotations
@@ -9,14 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
+from ..errors import ConfigError
 from ..files import atomic_write
+from .errors import DataLayoutError, UnreadableImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
-class UnreadableImageError(ValueError):
-    """A file that is not an image we can decode (missing, truncated, corrupt, or of an unknown kind)."""
 
 
 def to_rgb_uint8(image: np.ndarray, source: str = "image") -> np.ndarray:
@@ -51,8 +50,6 @@ def to_rgb_uint8(image: np.ndarray, source: str = "image") -> np.ndarray:
 
 def read_image(path) -> np.ndarray:
     """(H, W, 3) uint8 RGB of an image file."""
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     if not path.is_file():
         raise UnreadableImageError(f"{path}: no such image file")
@@ -71,12 +68,10 @@ def write_image(path, image: np.ndarray) -> Path:
     """Writes (H, W, 3) uint8 in the format the name says; makes parent folders. The file appears whole
     or not at all (ipt.files.atomic_write), so processes that share a folder (the ranks of a job writing
     the sample photographs) never read each other's half-written files."""
-    from PIL import Image
-
     path = Path(path)
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
-        raise ValueError(f"{path}: unknown image file extension {path.suffix!r}")
+        raise ConfigError(f"{path}: unknown image file extension {path.suffix!r}")
     pixels = Image.fromarray(to_rgb_uint8(image, str(path)))
     atomic_write(path, lambda tmp: pixels.save(tmp, format=fmt))
     return path
@@ -86,6 +81,6 @@ def list_images(folder, recursive: bool = False) -> list[Path]:
     """Image files in a folder, sorted by name (recursive: also in sub-folders)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder")
+        raise DataLayoutError(f"{folder}: no such folder")
     pattern = "**/*" if recursive else "*"
     return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

@@ -69,7 +69,8 @@ class PlannedBatches(torch.utils.data.Dataset):
 class PlannedLoader(abc.ABC):
     """What both loaders share: the data, the epoch plans, the rank's shard, the files found bad.
 
-    crops: crop side per task -- for clean images the HR crop (48 * scale); for pairs the input crop.
+    crops: crop side per task -- for clean images the HR crop (task.hr_crop_for(patch_size)); for pairs the
+    input crop (patch_size).
     workers: DataLoader worker processes (torch) or DALI threads.
     """
 

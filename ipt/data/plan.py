@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+import torch.distributed as dist
+
+from ..errors import ConfigError
 
 LAST_BATCH_POLICIES = ("drop", "partial", "fill")
 
@@ -82,7 +85,7 @@ class EpochPlan:
 
     def __post_init__(self):
         if self.last_batch not in LAST_BATCH_POLICIES:
-            raise ValueError(f"last_batch must be one of {LAST_BATCH_POLICIES}, got {self.last_batch!r}")
+            raise ConfigError(f"last_batch must be one of {LAST_BATCH_POLICIES}, got {self.last_batch!r}")
         if not 0 <= self.rank < self.world:
             raise ValueError(f"rank {self.rank} is not in [0, {self.world})")
         if self.batch_size < 1 or self.repeat < 1 or self.task_group < 1 or not self.crops:
@@ -91,7 +94,7 @@ class EpochPlan:
             raise ValueError("the data set is empty")
         small = min(min(s) for s in self.sizes)
         if small < max(self.crops):
-            raise ValueError(f"an image of {small} px is smaller than the largest crop ({max(self.crops)} px); "
+            raise ConfigError(f"an image of {small} px is smaller than the largest crop ({max(self.crops)} px); "
                              "scan the data with min_size set to the crop")
 
     @property
@@ -144,8 +147,6 @@ class EpochPlan:
 
 def distributed_shard() -> tuple[int, int]:
     """(rank, world size) from torch.distributed when it is initialised, else (0, 1)."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1

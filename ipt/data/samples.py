@@ -8,18 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
+from .images import to_rgb_uint8, write_image
+
 SAMPLE_NAMES = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "retina",
                 "immunohistochemistry", "stereo_motorcycle")
 
 
 def sample_image(name: str) -> np.ndarray:
     """(H, W, 3) uint8 of one sample photograph."""
-    from skimage import data
-
-    from .images import to_rgb_uint8
+    from skimage import data  # on use: scikit-image takes a second to import, and only the samples need it
 
     if name not in SAMPLE_NAMES:
-        raise ValueError(f"unknown sample image {name!r}; the samples are {list(SAMPLE_NAMES)}")
+        raise ConfigError(f"unknown sample image {name!r}; the samples are {list(SAMPLE_NAMES)}")
     image = getattr(data, name)()
     if isinstance(image, tuple):  # stereo_motorcycle: (left, right, disparity)
         image = image[0]
@@ -32,8 +33,6 @@ def default_cache_dir() -> Path:
 
 def sample_images_dir(folder=None) -> Path:
     """A folder holding the sample photographs as PNG files (written once, then reused)."""
-    from .images import write_image
-
     folder = Path(folder) if folder is not None else default_cache_dir() / "samples"
     for name in SAMPLE_NAMES:
         path = folder / f"{name}.png"

@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from PIL import Image
+
 from ..files import atomic_write
 from .samples import default_cache_dir
 
@@ -52,8 +54,6 @@ def _ends_with_marker(path: Path, marker: bytes, window: int) -> bool:
 
 def check_image(path, full: bool = False) -> tuple[str, int, int]:
     """(status, width, height); status 'ok', 'unreadable' or 'truncated'."""
-    from PIL import Image
-
     path = Path(path)
     # No warnings.catch_warnings() here: this runs in a thread pool, and catch_warnings swaps the
     # process-wide filter list, so concurrent use can leave warnings silenced for the whole process.

@@ -1,8 +1,13 @@
-"""The IPT model (official checkpoint layout) and its configurations."""
+"""The IPT model (official checkpoint layout), its configurations and its checkpoint files.
 
-from .checkpoint import CheckpointError, load_checkpoint, load_model, load_official
+Modules, each importing only the ones before it: config (sizes), layers and body (building blocks),
+checkpoint (file formats; knows no model class), ipt (the model; IPT.save/load/load_official),
+loading (load_model & co., the functional API)."""
+
+from .checkpoint import CheckpointError, save_checkpoint
 from .config import PRESETS, IPTConfig, get_config
 from .ipt import IPT
+from .loading import load_checkpoint, load_model, load_official
 
-__all__ = ["IPT", "IPTConfig", "PRESETS", "get_config", "CheckpointError", "load_checkpoint", "load_model",
-           "load_official"]
+__all__ = ["IPT", "IPTConfig", "PRESETS", "get_config", "CheckpointError", "save_checkpoint", "load_checkpoint",
+           "load_model", "load_official"]

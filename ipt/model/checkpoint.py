@@ -1,4 +1,8 @@
-"""Model checkpoints: ours (config + task list + weights) and the official IPT release.
+"""Checkpoint file formats: ours (config + task list + weights) and the official IPT release.
+
+This module reads and writes files and says what they hold; building a model from what it read is the
+model's business (IPT.load, IPT.load_official; ipt.model.load_model takes either format), so nothing
+here imports the model class.
 
 Ours default to safetensors (the config and tasks in its metadata); .pt files hold the same as a dict.
 Every .pt file is read with torch.load(weights_only=True): tensors and plain containers only, never
@@ -14,21 +18,24 @@ from pathlib import Path
 
 import torch
 
+from ..errors import ConfigError, IPTError
 from ..files import atomic_write
 from ..tasks import TASK_NAMES, get_task
 from .config import IPTConfig
-from .ipt import IPT
 
 FORMAT = "ipt-toolkit"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(IPTError, ValueError):
     """A checkpoint that cannot be read or does not fit the model asked for."""
 
 
-def model_payload(model: IPT) -> dict:
-    """Config, task names and weights: everything needed to rebuild the model."""
+# --- ours ------------------------------------------------------------------------------------------------------
+
+
+def model_payload(model) -> dict:
+    """Config, task names and weights of an IPT model: everything needed to rebuild it."""
     for task in model.tasks:
         try:
             get_task(task.name)
@@ -46,17 +53,12 @@ def model_payload(model: IPT) -> dict:
     }
 
 
-def model_from_payload(payload: dict, source: str) -> IPT:
-    try:
-        model = IPT(payload["tasks"], IPTConfig.from_dict(payload["config"]))
-    except (KeyError, ValueError, TypeError) as error:
-        raise CheckpointError(f"{source}: cannot rebuild the model it describes: {error}") from None
-    _load_strict(model, payload["state_dict"], source, layout=f"tasks {payload['tasks']}")
-    return model
+def is_model_payload(content) -> bool:
+    return isinstance(content, dict) and content.get("format") == FORMAT
 
 
-def save_checkpoint(model: IPT, path, **extra_metadata) -> None:
-    """Saves to path: safetensors unless the name ends in .pt/.pth. extra_metadata: strings."""
+def save_checkpoint(model, path, **extra_metadata) -> None:
+    """Saves an IPT model to path: safetensors unless the name ends in .pt/.pth. extra_metadata: strings."""
     payload = model_payload(model)
     path = Path(path)
     if path.suffix in (".pt", ".pth"):
@@ -69,8 +71,13 @@ def save_checkpoint(model: IPT, path, **extra_metadata) -> None:
     atomic_write(path, lambda tmp: save_file(payload["state_dict"], tmp, metadata=metadata))
 
 
-def _read(path, map_location):
-    """(kind, content): ('ours', payload) or ('state_dict', dict of tensors)."""
+def read_checkpoint(path, map_location="cpu") -> tuple[str, dict]:
+    """(kind, content) of a checkpoint file: ("ours", model payload) or ("state_dict", what the file
+    holds, for the official layout).
+
+    A dict whose "model" entry is one of our model payloads is read as that model: that is how files
+    which bundle a model with more (training checkpoints: optimizer, RNG states, ...) stay loadable
+    as models, without this module knowing what else they hold."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -84,9 +91,9 @@ def _read(path, map_location):
                 f"{path}: not a loadable checkpoint with weights only ({type(error).__name__}: {error}). "
                 "Files that need arbitrary pickled objects are refused on purpose."
             ) from None
-        if isinstance(content, dict) and content.get("format") == FORMAT:
+        if is_model_payload(content):
             return "ours", content
-        if isinstance(content, dict) and content.get("format") == FORMAT + "-train":
+        if isinstance(content, dict) and is_model_payload(content.get("model")):
             return "ours", content["model"]
         return "state_dict", content
     try:
@@ -103,54 +110,45 @@ def _read(path, map_location):
     return "state_dict", tensors
 
 
-def load_checkpoint(path, map_location="cpu") -> IPT:
-    """A model saved by this toolkit (IPT.save, pretraining or fine-tuning)."""
-    kind, content = _read(path, map_location)
-    if kind != "ours":
-        raise CheckpointError(f"{path} is not a checkpoint of this toolkit; for the official IPT files use "
-                              "IPT.load_official(path) (or ipt.model.load_model, which takes either)")
-    return model_from_payload(content, str(path))
-
-
-def load_model(path, task=None, map_location="cpu") -> IPT:
-    """Any IPT checkpoint: ours, or an official release file (task names a single-task file's task)."""
-    kind, content = _read(path, map_location)
-    if kind == "ours":
-        model = model_from_payload(content, str(path))
-        if task is not None:
-            model.task_index(get_task(task))  # a clear error when the checkpoint lacks it
-        return model
-    return _official_from_state_dict(content, str(path), task)
-
-
 # --- the official release -----------------------------------------------------------------------------------
 
 OFFICIAL_FILE_TASKS = {"sr2": "sr2", "sr3": "sr3", "sr4": "sr4", "denoise30": "noise30", "denoise50": "noise50",
                        "derain": "rain"}
 
 
-def _unwrap(state) -> dict:
+def official_state_dict(content, source: str) -> dict:
+    """The state_dict of an official-style file: a plain state_dict, or one under "state_dict" /
+    "model" / "model_state_dict", with any DataParallel "module." prefix removed."""
+    state = content
     if isinstance(state, dict):
         for key in ("state_dict", "model", "model_state_dict"):
             if key in state and isinstance(state[key], dict):
                 state = state[key]
                 break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError("expected a state_dict (a dict of tensors)")
+        raise CheckpointError(f"{source}: expected a state_dict (a dict of tensors)")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def official_layout(state: dict) -> dict:
-    """What an official-style state_dict holds: config fields and the scale of each task slot."""
-    if "body.query_embed.weight" not in state or "head.0.0.weight" not in state:
+LAYOUT_KEYS = ("head.0.0.weight", "body.linear_encoding.weight", "body.position_encoding.pe.weight",
+               "body.query_embed.weight")  # the keys official_layout reads sizes from
+
+
+def official_layout(state: dict, source: str = "state_dict") -> dict:
+    """What an official-style state_dict holds: the config fields its weight shapes tell, and the scale
+    of each task slot. The head count is not among them (no weight shape depends on it)."""
+    absent = [k for k in LAYOUT_KEYS if k not in state]
+    if absent:
         sample = sorted(state)[:6]
-        raise CheckpointError(f"not an IPT checkpoint: no body.query_embed.weight / head.0.0.weight (keys start {sample})")
+        raise CheckpointError(f"{source}: not an IPT checkpoint: no {' / '.join(absent)} (keys start {sample})")
     n_feats = state["head.0.0.weight"].shape[0]
     dim = state["body.linear_encoding.weight"].shape[0]
     patch_dim = round((dim / n_feats) ** 0.5)
     num_tokens = state["body.position_encoding.pe.weight"].shape[0]
     patch_size = round(num_tokens**0.5) * patch_dim
     num_layers = len({k.split(".")[3] for k in state if k.startswith("body.encoder.layers.")})
+    ffn = state.get("body.encoder.layers.0.linear1.weight")
+    ffn_mult = ffn.shape[0] // dim if ffn is not None else IPTConfig.ffn_mult
     slots = sorted({int(k.split(".")[1]) for k in state if k.startswith("head.")})
     scales = []
     for i in slots:
@@ -162,40 +160,78 @@ def official_layout(state: dict) -> dict:
         else:
             scales.append(2 ** (1 + sum(f"tail.{i}.0.{j}.weight" in state for j in range(2, 16, 2))))
     return {"n_feats": n_feats, "patch_dim": patch_dim, "patch_size": patch_size, "num_layers": num_layers,
-            "scales": scales, "task_rows": state["body.query_embed.weight"].shape[0], "embedding_dim": dim}
+            "ffn_mult": ffn_mult, "scales": scales, "task_rows": state["body.query_embed.weight"].shape[0],
+            "embedding_dim": dim}
 
 
-def _describe(layout: dict) -> str:
+SHAPE_FIELDS = ("n_feats", "patch_dim", "patch_size", "num_layers", "ffn_mult")  # config fields a layout tells
+
+
+def describe_layout(layout: dict) -> str:
     return (f"{len(layout['scales'])} head/tail pair(s) with scales {layout['scales']}, {layout['task_rows']} "
-            f"task-embedding row(s), n_feats {layout['n_feats']}, {layout['num_layers']} layers")
+            f"task-embedding row(s), n_feats {layout['n_feats']}, patch_dim {layout['patch_dim']}, "
+            f"patch_size {layout['patch_size']}, {layout['num_layers']} layers, ffn_mult {layout['ffn_mult']}")
 
 
-def _official_tasks(layout: dict, path: str, task) -> list[str]:
+def official_config(layout: dict, source: str, config: IPTConfig | None = None,
+                    num_heads: int | None = None) -> IPTConfig:
+    """The config of an official-style file. Its weights tell everything but the head count, which
+    comes from `num_heads`, else from `config`, else -- for the paper's layout only, the one the
+    official release uses -- from the paper (IPTConfig's defaults). Any other layout without a head
+    count is an error: a wrong head count would load without complaint and compute garbage."""
+    if config is not None:
+        if num_heads is not None and num_heads != config.num_heads:
+            raise ConfigError(f"num_heads={num_heads} contradicts config.num_heads={config.num_heads}; give one")
+        return config  # a config that does not fit the weights fails the strict load, naming the keys
+    paper = IPTConfig()
+    if num_heads is None:
+        if any(layout[f] != getattr(paper, f) for f in SHAPE_FIELDS):
+            raise CheckpointError(
+                f"{source}: holds {describe_layout(layout)}. Official files do not store the number of attention "
+                f"heads, and only the paper's layout is known to have {paper.num_heads}: pass it, e.g. "
+                "load_official(path, num_heads=H) / load_model(path, num_heads=H) (--num-heads H on the command line), "
+                "or config=IPTConfig(...)"
+            )
+        num_heads = paper.num_heads
+    try:
+        return IPTConfig(**{f: layout[f] for f in SHAPE_FIELDS}, num_heads=num_heads)
+    except ConfigError as error:
+        raise CheckpointError(f"{source}: holds {describe_layout(layout)}: {error}") from None
+
+
+def official_tasks(layout: dict, source: str, task=None) -> list[str]:
+    """The task names of an official file's slots: all six for a 6-task file; for a single-task file
+    `task`, else its name (IPT_denoise30.pt -> noise30), else its tail scale for SR."""
     scales = layout["scales"]
     if len(scales) == len(TASK_NAMES):
         expected = [get_task(n).scale for n in TASK_NAMES]
         if scales != expected:
-            raise CheckpointError(f"{path}: a 6-task file should have tail scales {expected}, this one has {scales}")
+            raise CheckpointError(f"{source}: a 6-task file should have tail scales {expected}, this one has {scales}")
         return list(TASK_NAMES)
     if len(scales) != 1:
-        raise CheckpointError(f"{path}: holds {_describe(layout)}; official files hold 1 or 6 tasks")
+        raise CheckpointError(f"{source}: holds {describe_layout(layout)}; official files hold 1 or 6 tasks")
     if task is None:
-        stem = re.sub(r"^ipt[_-]?", "", Path(path).stem.lower())
+        stem = re.sub(r"^ipt[_-]?", "", Path(source).stem.lower())
         task = OFFICIAL_FILE_TASKS.get(stem)
     if task is None:
         if scales[0] == 1:
             raise CheckpointError(
-                f"{path}: holds one scale-1 task (denoising or deraining); say which with task='noise30', "
+                f"{source}: holds one scale-1 task (denoising or deraining); say which with task='noise30', "
                 "'noise50' or 'rain'"
             )
         task = f"sr{scales[0]}"
     name = get_task(task).name
     if get_task(name).scale != scales[0]:
-        raise CheckpointError(f"{path}: task {name!r} needs a x{get_task(name).scale} tail but the file's tail is x{scales[0]}")
+        raise CheckpointError(f"{source}: task {name!r} needs a x{get_task(name).scale} tail but the file's tail is x{scales[0]}")
     return [name]
 
 
-def _load_strict(model: IPT, state: dict, source: str, layout: str) -> None:
+# --- both ------------------------------------------------------------------------------------------------------
+
+
+def load_state_strict(model, state: dict, source: str, layout: str) -> None:
+    """model.load_state_dict(state, strict=True), failing with a CheckpointError that names the keys
+    missing, unexpected or of another shape, and what the file holds (`layout`)."""
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
@@ -214,32 +250,3 @@ def _load_strict(model: IPT, state: dict, source: str, layout: str) -> None:
                            f"model {tuple(ours[k].shape)})")
         raise CheckpointError(f"{source} does not fit the model (tasks {model.task_names}): "
                               f"{'; '.join(details) or error}. The file holds {layout}.") from None
-
-
-def _official_from_state_dict(state, path: str, task=None, config: IPTConfig | None = None) -> IPT:
-    try:
-        state = _unwrap(state)
-    except CheckpointError as error:
-        raise CheckpointError(f"{path}: {error}") from None
-    layout = official_layout(state)
-    tasks = _official_tasks(layout, path, task)
-    if config is None:
-        heads = 12 if layout["embedding_dim"] % 12 == 0 else 1
-        config = IPTConfig(n_feats=layout["n_feats"], patch_dim=layout["patch_dim"], patch_size=layout["patch_size"],
-                           num_layers=layout["num_layers"], num_heads=heads)
-    model = IPT(tasks, config)
-    _load_strict(model, state, path, _describe(layout))
-    return model
-
-
-def load_official(path, task=None, map_location="cpu", config: IPTConfig | None = None) -> IPT:
-    """An official IPT release file (IPT_sr2.pt ... IPT_derain.pt, IPT_pretrain.pt), loaded strictly.
-
-    The task of a single-task file comes from `task`, else from the file name (IPT_denoise30.pt ->
-    noise30), else from its tail scale for SR. config: only for non-standard sizes whose head count
-    cannot be read off the weights.
-    """
-    kind, content = _read(path, map_location)
-    if kind == "ours":
-        raise CheckpointError(f"{path} is a checkpoint of this toolkit, not an official file: use IPT.load(path)")
-    return _official_from_state_dict(content, str(path), task, config)

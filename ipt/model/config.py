@@ -1,9 +1,12 @@
-"""Size of an IPT model. The defaults are the paper's model (SPEC section 1); presets name smaller ones
-for CPU work and tests."""
+"""Size of an IPT model. The defaults are the paper's model (SPEC section 1), and the one place where
+its sizes are stated (everything else reads them from a config); presets name smaller ones for CPU
+work and tests."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+
+from ..errors import ConfigError
 
 
 def reject_unknown_fields(cls, d: dict, what: str) -> None:
@@ -11,15 +14,17 @@ def reject_unknown_fields(cls, d: dict, what: str) -> None:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(d) - known)
     if unknown:
-        raise ValueError(f"unknown {what} {unknown}; known ones are {sorted(known)}")
+        raise ConfigError(f"unknown {what} {unknown}; known ones are {sorted(known)}")
 
 
 @dataclass(frozen=True)
 class IPTConfig:
     n_feats: int = 64  # channels of the heads' and tails' feature maps
-    patch_size: int = 48  # side of the feature map the body sees
-    patch_dim: int = 3  # side of the patches cut from it: tokens of n_feats * patch_dim^2 values
-    num_heads: int = 12
+    # Side of the model's input (and of the feature map the body sees): images of another size are cut
+    # into tiles of this side (ipt.inference), training crops are patch_size * scale (Task.hr_crop_for).
+    patch_size: int = 48
+    patch_dim: int = 3  # side of a token's patch cut from that map: tokens of n_feats * patch_dim^2 values
+    num_heads: int = 12  # attention heads; no weight shape depends on it, so official files cannot tell it
     num_layers: int = 12  # encoder layers, and as many decoder layers
     ffn_mult: int = 4  # FFN hidden size = ffn_mult * embedding dim
     dropout: float = 0.0
@@ -41,10 +46,10 @@ class IPTConfig:
                     f"the embedding dim n_feats * patch_dim^2 = {self.embedding_dim} must be divisible by "
                     f"num_heads {self.num_heads}"
                 )
-        if not 0.0 <= self.dropout < 1.0:
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout must be in [0, 1), got {self.dropout!r}")
         if problems:
-            raise ValueError("invalid IPTConfig: " + "; ".join(problems))
+            raise ConfigError("invalid IPTConfig: " + "; ".join(problems))
 
     @property
     def embedding_dim(self) -> int:
@@ -84,4 +89,4 @@ def get_config(config: str | IPTConfig | dict) -> IPTConfig:
         return IPTConfig.from_dict(config)
     if isinstance(config, str) and config in PRESETS:
         return PRESETS[config]
-    raise ValueError(f"unknown model config {config!r}; presets are {sorted(PRESETS)}, or pass an IPTConfig")
+    raise ConfigError(f"unknown model config {config!r}; presets are {sorted(PRESETS)}, or pass an IPTConfig")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..tasks import Task, get_task
+from . import checkpoint
 from .body import TransformerBody
 from .config import IPTConfig, get_config
 from .layers import MeanShift, make_head, make_tail
@@ -26,10 +29,10 @@ class IPT(nn.Module):
             tasks = [tasks]
         self.tasks: list[Task] = [get_task(t) for t in tasks]
         if not self.tasks:
-            raise ValueError("IPT needs at least one task")
+            raise ConfigError("IPT needs at least one task")
         names = [t.name for t in self.tasks]
         if len(set(names)) != len(names):
-            raise ValueError(f"duplicate tasks in {names}")
+            raise ConfigError(f"duplicate tasks in {names}")
         self.config = cfg = get_config(config)
         self.sub_mean = MeanShift(cfg.rgb_range, cfg.rgb_mean, sign=-1)
         self.add_mean = MeanShift(cfg.rgb_range, cfg.rgb_mean, sign=+1)
@@ -45,14 +48,17 @@ class IPT(nn.Module):
         """Index into self.tasks of a task given by name, index or Task."""
         if isinstance(task, int) and not isinstance(task, bool):
             if not 0 <= task < len(self.tasks):
-                raise ValueError(f"task index {task} is out of range for a model with tasks {self.task_names}")
+                raise ConfigError(f"task index {task} is out of range for a model with tasks {self.task_names}")
             return task
         name = task.name if isinstance(task, Task) else task
         if name not in self.task_names:
-            raise ValueError(f"this model has no task {name!r}; its tasks are {self.task_names}")
+            raise ConfigError(f"this model has no task {name!r}; its tasks are {self.task_names}")
         return self.task_names.index(name)
 
     def scale_of(self, task) -> int:
+        """Deprecated: use model.tasks[model.task_index(task)].scale."""
+        warnings.warn("IPT.scale_of is deprecated; use model.tasks[model.task_index(task)].scale",
+                      DeprecationWarning, stacklevel=2)
         return self.tasks[self.task_index(task)].scale
 
     @property
@@ -92,20 +98,57 @@ class IPT(nn.Module):
         new.fused = self.fused
         return new
 
-    # Checkpoints: see ipt.model.checkpoint for the formats.
-    def save(self, path, **extra_metadata) -> None:
-        from .checkpoint import save_checkpoint
+    # --- checkpoints (the file formats: ipt.model.checkpoint) ------------------------------------------------
 
-        save_checkpoint(self, path, **extra_metadata)
+    def save(self, path, **extra_metadata) -> None:
+        """Config, tasks and weights to path: safetensors unless the name ends in .pt/.pth."""
+        checkpoint.save_checkpoint(self, path, **extra_metadata)
+
+    @classmethod
+    def from_payload(cls, payload: dict, source: str = "checkpoint") -> "IPT":
+        """The model a payload of ours describes (ipt.model.checkpoint.model_payload), loaded strictly."""
+        try:
+            model = cls(payload["tasks"], IPTConfig.from_dict(payload["config"]))
+            state = payload["state_dict"]
+        except (KeyError, ValueError, TypeError) as error:
+            raise checkpoint.CheckpointError(f"{source}: cannot rebuild the model it describes: {type(error).__name__}: {error}") from None
+        checkpoint.load_state_strict(model, state, source, layout=f"tasks {payload['tasks']}")
+        return model
+
+    @classmethod
+    def from_official_state_dict(cls, content, source: str = "state_dict", task=None, config: IPTConfig | None = None,
+                                 *, num_heads: int | None = None) -> "IPT":
+        """The model an official-style state_dict describes, loaded strictly (see load_official)."""
+        state = checkpoint.official_state_dict(content, source)
+        layout = checkpoint.official_layout(state, source)
+        model = cls(checkpoint.official_tasks(layout, source, task),
+                    checkpoint.official_config(layout, source, config, num_heads))
+        checkpoint.load_state_strict(model, state, source, checkpoint.describe_layout(layout))
+        return model
 
     @classmethod
     def load(cls, path, map_location="cpu") -> "IPT":
-        from .checkpoint import load_checkpoint
-
-        return load_checkpoint(path, map_location)
+        """A model saved by this toolkit (IPT.save, pretraining or fine-tuning checkpoints)."""
+        kind, content = checkpoint.read_checkpoint(path, map_location)
+        if kind != "ours":
+            raise checkpoint.CheckpointError(
+                f"{path} is not a checkpoint of this toolkit; for the official IPT files use "
+                "IPT.load_official(path) (or ipt.model.load_model, which takes either)")
+        return cls.from_payload(content, str(path))
 
     @classmethod
-    def load_official(cls, path, task=None, map_location="cpu", config=None) -> "IPT":
-        from .checkpoint import load_official
+    def load_official(cls, path, task=None, map_location="cpu", config: IPTConfig | None = None, *,
+                      num_heads: int | None = None) -> "IPT":
+        """An official IPT release file (IPT_sr2.pt ... IPT_derain.pt, IPT_pretrain.pt), loaded strictly.
 
-        return load_official(path, task, map_location, config)
+        The task of a single-task file comes from `task`, else from the file name (IPT_denoise30.pt ->
+        noise30), else from its tail scale for SR. The sizes are read off the weights, except the number
+        of attention heads, which no file stores: the paper's layout (that of the released files) has the
+        paper's head count; any other layout needs `num_heads` (or a whole `config`), else a
+        CheckpointError says so.
+        """
+        kind, content = checkpoint.read_checkpoint(path, map_location)
+        if kind == "ours":
+            raise checkpoint.CheckpointError(
+                f"{path} is a checkpoint of this toolkit, not an official file: use IPT.load(path)")
+        return cls.from_official_state_dict(content, str(path), task, config, num_heads=num_heads)

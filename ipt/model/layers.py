@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+
 
 def conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=True)
@@ -48,7 +50,7 @@ def make_upsampler(scale: int, n_feats: int) -> nn.Sequential:
     elif scale == 3:
         layers += [conv(n_feats, 9 * n_feats, 3), nn.PixelShuffle(3)]
     else:
-        raise ValueError(f"IPT tails upsample by 1, 2, 3 or a power of two; got scale {scale}")
+        raise ConfigError(f"IPT tails upsample by 1, 2, 3 or a power of two; got scale {scale}")
     return nn.Sequential(*layers)
 
 

@@ -7,12 +7,12 @@ ops are differentiable and exportable.
 """
 
 from . import reference
+from .bicubic import bicubic_downsample
 from ._dispatch import EXTENSION, kernel_devices, op_names
 from ._extension import ExtensionMismatchError, ExtensionStatus
 from .noise import add_gaussian_noise
 from .patch import patch_fold, patch_unfold
 from .rain import HEAVY_RAIN, LIGHT_RAIN, RAIN_PRESETS, RainConfig, add_rain, rain_streaks
-from .resize import bicubic_downsample
 
 __all__ = [
     "patch_unfold",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 
 from . import EXTENSION, kernel_devices, op_names
+from .contract import KERNEL_DEVICES, OPS
 
 
 def _schema(op: str) -> str:
     if EXTENSION.module is None:
-        return op
+        return OPS[op][0]
     return str(getattr(torch.ops.ipt, op).default._schema).removeprefix("ipt::")
 
 
@@ -27,7 +28,7 @@ def report() -> str:
                 f"architectures {EXTENSION.facts.get('cuda_arch_list', '?')}"
             )
     names = op_names()
-    devices = ("cpu", "cuda")
+    devices = KERNEL_DEVICES
     lines.append(f"GPU visible    : {torch.cuda.is_available()}")
     lines.append(f"CPU threads    : {torch.get_num_threads()}")
     lines.append("ops            : " + f"{'kernels on ' + '/'.join(devices):<22}schema")

@@ -7,6 +7,7 @@ import warnings
 import torch
 
 from ._extension import ExtensionStatus, load
+from .contract import KERNEL_DEVICES
 
 EXTENSION: ExtensionStatus = load()
 
@@ -17,7 +18,7 @@ if EXTENSION.module is not None:
 
 
 def op_names() -> list[str]:
-    """Names of the ops: the compiled schemas (csrc/ops.cpp), or the reference's list without them."""
+    """Names of the ops: those the compiled library registered, or the reference's list without it."""
     if EXTENSION.module is None:
         from . import reference
 
@@ -29,10 +30,8 @@ def kernel_devices(op: str) -> dict[str, bool]:
     """Which devices have a compiled kernel for `op` (e.g. {'cpu': True, 'cuda': False})."""
     if EXTENSION.module is None:
         return {"cpu": False, "cuda": False}
-    return {
-        device: torch._C._dispatch_has_kernel_for_dispatch_key(f"ipt::{op}", key)
-        for device, key in (("cpu", "CPU"), ("cuda", "CUDA"))
-    }
+    return {device: torch._C._dispatch_has_kernel_for_dispatch_key(f"ipt::{op}", device.upper())
+            for device in KERNEL_DEVICES}
 
 
 # Fixed once the extension is loaded; a plain dict, so torch.compile traces the lookups in use_kernel.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from . import reference
+from . import checks, reference
 from ._dispatch import use_kernel
 
 
@@ -22,10 +22,11 @@ def add_gaussian_noise(x: torch.Tensor, sigma: float, seed: int, sample_ids: tor
     x: (B, C, H, W) uint8 or float; uint8 gives float32, float keeps its dtype.
     The noise of a sample depends only on (seed, its sample id, element position): it is the same
     whatever batch the sample is in, in any order, on CPU and CUDA (Philox4x32-10, counter-based).
-    sample_ids: (B,) int64 on x's device; defaults to 0 .. B-1. seed: integer >= 0.
+    sample_ids: (B,) int64 on x's device; defaults to 0 .. B-1. seed: integer in [0, 2**63).
     """
     if isinstance(x, torch.Tensor):
         sample_ids = default_sample_ids(x, sample_ids)
         if use_kernel("add_gaussian_noise", x.device):
+            checks.check_seed("add_gaussian_noise", seed)  # the schema's int64 cannot carry seeds >= 2**63
             return torch.ops.ipt.add_gaussian_noise(x, float(sigma), seed, sample_ids)
     return reference.add_gaussian_noise(x, sigma, seed, sample_ids)

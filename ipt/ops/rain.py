@@ -8,29 +8,33 @@ parameters from the (low, high) ranges of a RainConfig, deterministically from (
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, make_dataclass
 
 import torch
 
-from . import reference
-from ._checks import check_rain_config
+from . import checks, reference
 from ._dispatch import use_kernel
+from .contract import RAIN_LAYER_PARAMS, RAIN_PARAMS
 from .noise import default_sample_ids
 
 
-@dataclass(frozen=True)
-class RainConfig:
-    """(low, high) ranges that each sample's rain parameters are drawn from, uniformly."""
+def _ranges(self, with_alpha: bool = True) -> tuple[list[float], ...]:
+    """The ranges as the ops take them: every parameter, or (with_alpha=False) rain_streaks' ones."""
+    values = astuple(self) if with_alpha else astuple(self)[: len(RAIN_LAYER_PARAMS)]
+    return tuple([float(lo), float(hi)] for lo, hi in values)
 
-    amount: tuple[float, float]  # fraction of pixels that seed a streak
-    thickness: tuple[float, float]  # Gaussian width w in pixels (standard deviation w / 2)
-    length: tuple[float, float]  # streak length L in pixels
-    angle: tuple[float, float]  # degrees from vertical
-    alpha: tuple[float, float]  # blend strength of the layer
 
-    def ranges(self, with_alpha: bool = True) -> tuple[list[float], ...]:
-        values = astuple(self) if with_alpha else astuple(self)[:4]
-        return tuple([float(lo), float(hi)] for lo, hi in values)
+# (low, high) ranges that each sample's rain parameters are drawn from, uniformly; one field per
+# parameter of ipt/ops/contract.py RAIN_PARAMS (which gives each its meaning and allowed bounds).
+RainConfig = make_dataclass(
+    "RainConfig",
+    [(name, tuple[float, float]) for name in RAIN_PARAMS],
+    frozen=True,
+    namespace={"ranges": _ranges, "__module__": __name__},
+)
+RainConfig.__doc__ = "(low, high) ranges each sample's rain parameters are drawn from: " + "; ".join(
+    f"{name}: {meaning}, within [{lo:g}, {hi:g}]" for name, (lo, hi, meaning) in RAIN_PARAMS.items()
+)
 
 
 # Light rain like Rain100L: sparse, thin, near-vertical streaks. Heavy rain like Rain100H: dense, wide,
@@ -49,7 +53,7 @@ def resolve_rain(rain) -> RainConfig:
         return RAIN_PRESETS[rain]
     if not isinstance(rain, RainConfig):
         raise TypeError(f"rain must be a preset name or a RainConfig, got {type(rain).__name__}")
-    check_rain_config(rain)
+    checks.check_rain_config(rain)
     return rain
 
 
@@ -63,6 +67,7 @@ def rain_streaks(sample_ids, height: int, width: int, seed: int, rain="light", *
         sample_ids = torch.arange(sample_ids, device=device)
     config = resolve_rain(rain)
     if isinstance(sample_ids, torch.Tensor) and use_kernel("rain_streaks", sample_ids.device):
+        checks.check_seed("rain_streaks", seed)  # the schema's int64 cannot carry seeds >= 2**63
         return torch.ops.ipt.rain_streaks(sample_ids, height, width, seed, *config.ranges(with_alpha=False))
     return reference.rain_streaks(sample_ids, height, width, seed, *config.ranges(with_alpha=False))
 
@@ -88,5 +93,6 @@ def add_rain(x: torch.Tensor, seed: int | None = None, sample_ids=None, rain="li
     if isinstance(x, torch.Tensor):
         sample_ids = default_sample_ids(x, sample_ids)
         if use_kernel("add_rain", x.device):
+            checks.check_seed("add_rain", seed)  # the schema's int64 cannot carry seeds >= 2**63
             return torch.ops.ipt.add_rain(x, sample_ids, seed, *config.ranges())
     return reference.add_rain(x, sample_ids, seed, *config.ranges())

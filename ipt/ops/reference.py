@@ -10,33 +10,27 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._checks import (
-    check_image_batch,
-    check_patch_fold,
-    check_patch_unfold,
-    check_range,
-    check_resize_args,
-    check_sample_ids,
-    check_seed,
-    degraded_dtype,
-)
+from . import checks
+from .checks import degraded_dtype
+from .contract import RAIN_LAYER_PARAMS
 
 # The compiled ops (csrc/ops.cpp) that this module mirrors, by name.
 __all__ = ["patch_unfold", "patch_fold", "bicubic_resize", "add_gaussian_noise", "rain_streaks", "add_rain"]
+# Each op validates its arguments with ipt.ops.checks, the checks the fake kernels run too.
 
 
 # --- patch unfold / fold -----------------------------------------------------------------------------
 
 
-def patch_unfold(x: torch.Tensor, patch: int, pos: torch.Tensor | None = None) -> torch.Tensor:
-    check_patch_unfold(x, patch, pos)
-    tokens = F.unfold(x, patch, stride=patch).transpose(1, 2)
+def patch_unfold(x: torch.Tensor, patch_dim: int, pos: torch.Tensor | None = None) -> torch.Tensor:
+    checks.check_patch_unfold(x, patch_dim, pos)
+    tokens = F.unfold(x, patch_dim, stride=patch_dim).transpose(1, 2)
     return tokens + pos if pos is not None else tokens.contiguous()
 
 
-def patch_fold(tokens: torch.Tensor, patch: int, size) -> torch.Tensor:
-    check_patch_fold(tokens, patch, size)
-    return F.fold(tokens.transpose(1, 2), tuple(size), patch, stride=patch)
+def patch_fold(tokens: torch.Tensor, patch_dim: int, size) -> torch.Tensor:
+    checks.check_patch_fold(tokens, patch_dim, size)
+    return F.fold(tokens.transpose(1, 2), tuple(size), patch_dim, stride=patch_dim)
 
 
 # --- MATLAB bicubic imresize ---------------------------------------------------------------------------
@@ -92,7 +86,7 @@ def _resize_axis(v: torch.Tensor, dim: int, out_len: int, scale: float) -> torch
 
 
 def bicubic_resize(x: torch.Tensor, size, scale) -> torch.Tensor:
-    check_resize_args(x, size, scale)
+    checks.check_bicubic_resize(x, size, scale)
     order = (2, 3) if scale[0] <= scale[1] else (3, 2)  # the axis with the smaller scale first
     v = x.cpu().to(torch.float64)
     for dim in order:
@@ -179,12 +173,7 @@ def normal_quantile(p: torch.Tensor) -> torch.Tensor:
 
 
 def add_gaussian_noise(x: torch.Tensor, sigma: float, seed: int, sample_ids: torch.Tensor) -> torch.Tensor:
-    op = "add_gaussian_noise"
-    check_image_batch(op, x)
-    if not (math.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"{op}: sigma must be finite and >= 0, got {sigma}")
-    check_seed(op, seed)
-    check_sample_ids(op, sample_ids, x.shape[0], x.device)
+    checks.check_add_gaussian_noise(x, sigma, seed, sample_ids)
     batch, per_sample = x.shape[0], x[0].numel() if x.shape[0] else 0
     out_dtype = degraded_dtype(x)
     if x.numel() == 0:
@@ -207,13 +196,13 @@ def _lerp(range_, bits: int) -> float:
 
 
 def rain_sample(ranges, seed: int, sample_id: int) -> dict:
-    """Parameters of one sample's rain, drawn from (amount, thickness, length, angle[, alpha]) ranges."""
+    """Parameters of one sample's rain, drawn from its ranges (contract.RAIN_PARAMS order; alpha optional)."""
     ids = torch.tensor([sample_id])
     b0 = [int(t) for t in random_blocks(seed, ids, RAIN_PARAM_DOMAIN, torch.tensor([0]))]
     b1 = [int(t) for t in random_blocks(seed, ids, RAIN_PARAM_DOMAIN, torch.tensor([1]))]
-    names = ("amount", "thickness", "length", "angle")
-    p = {name: _lerp(ranges[i], b0[i]) for i, name in enumerate(names)}
-    p["alpha"] = _lerp(ranges[4], b1[0]) if len(ranges) > 4 else 0.0
+    # block 0 draws the layer parameters, word 0 of block 1 the blend strength (csrc/common/rain.h)
+    p = {name: _lerp(ranges[i], b0[i]) for i, name in enumerate(RAIN_LAYER_PARAMS)}
+    p["alpha"] = _lerp(ranges[len(RAIN_LAYER_PARAMS)], b1[0]) if len(ranges) > len(RAIN_LAYER_PARAMS) else 0.0
     p["radius"] = math.ceil(p["length"] / 2 + 1.5 * p["thickness"])
     return p
 
@@ -263,30 +252,17 @@ def normalise_streak(acc: torch.Tensor) -> torch.Tensor:
     return ((acc - lo).to(torch.float64) * 255.0 / float(hi - lo)).float()
 
 
-def _check_rain_args(op, seed, ranges):
-    check_seed(op, seed)
-    for name, value in zip(("amount", "thickness", "length", "angle", "alpha"), ranges):
-        check_range(op, name, value)
-
-
-def rain_streaks(sample_ids, height, width, seed, amount, thickness, length, angle) -> torch.Tensor:
-    op = "rain_streaks"
-    if height < 1 or width < 1:
-        raise ValueError(f"{op}: height and width must be >= 1, got {height}x{width}")
-    ranges = (amount, thickness, length, angle)
-    _check_rain_args(op, seed, ranges)
-    check_sample_ids(op, sample_ids, sample_ids.shape[0] if sample_ids.dim() == 1 else -1, sample_ids.device)
+def rain_streaks(sample_ids, height, width, seed, *ranges) -> torch.Tensor:
+    """Layers of rain_streaks(sample_ids, height, width, seed, <one range per RAIN_LAYER_PARAMS>)."""
+    checks.check_rain_streaks(sample_ids, height, width, seed, *ranges)
     layers = [normalise_streak(streak_accumulator(ranges, seed, int(i), height, width)[0]) for i in sample_ids.tolist()]
     out = torch.stack(layers)[:, None] if layers else torch.empty(0, 1, height, width)
     return out.to(sample_ids.device)
 
 
-def add_rain(x, sample_ids, seed, amount, thickness, length, angle, alpha) -> torch.Tensor:
-    op = "add_rain"
-    check_image_batch(op, x)
-    ranges = (amount, thickness, length, angle, alpha)
-    _check_rain_args(op, seed, ranges)
-    check_sample_ids(op, sample_ids, x.shape[0], x.device)
+def add_rain(x, sample_ids, seed, *ranges) -> torch.Tensor:
+    """add_rain(x, sample_ids, seed, <one range per RAIN_PARAMS>)."""
+    checks.check_add_rain(x, sample_ids, seed, *ranges)
     out = torch.empty(x.shape, dtype=degraded_dtype(x))
     src = x.cpu().to(torch.float64)
     for b, sample_id in enumerate(sample_ids.tolist()):
@@ -299,13 +275,13 @@ def add_rain(x, sample_ids, seed, amount, thickness, length, angle, alpha) -> to
 def blend_streak(x: torch.Tensor, streak: torch.Tensor, alpha) -> torch.Tensor:
     """clip(x + alpha * streak, 0, 255) for given grey layers (B or 1, 1, H, W)."""
     op = "add_rain"
-    check_image_batch(op, x)
-    if not isinstance(streak, torch.Tensor) or streak.dim() != 4 or streak.shape[1] != 1:
-        raise ValueError(f"{op}: streak must be a (B, 1, H, W) layer, got {getattr(streak, 'shape', type(streak))}")
+    checks.check_image_batch(op, x)
+    checks.check_tensor(op, "streak", streak)
+    if streak.dim() != 4 or streak.shape[1] != 1:
+        checks.fail("streak_layer", op=op, shape=list(streak.shape))
     if streak.shape[0] not in (1, x.shape[0]) or streak.shape[2:] != x.shape[2:]:
-        raise ValueError(f"{op}: streak of shape {list(streak.shape)} does not fit images of shape {list(x.shape)}")
-    if streak.device != x.device:
-        raise ValueError(f"{op}: streak is on {streak.device} but x is on {x.device}; they must be on the same device")
+        checks.fail("streak_fit", op=op, shape=list(streak.shape), image_shape=list(x.shape))
+    checks.check_same_device(op, "streak", streak, "x", x)
     out_dtype = degraded_dtype(x)
     work = torch.promote_types(out_dtype, torch.float32)
     return (x.to(work) + alpha * streak.to(work)).clamp_(0, 255).to(out_dtype)

@@ -1,7 +1,7 @@
 """Training: the loop shared by pretraining and fine-tuning, losses, checkpoints, distributed set-up."""
 
 from .config import PRESETS, TrainConfig, load_config
-from .contrastive import contrastive_loss, contrastive_loss_direct
+from .contrastive import contrastive_loss
 from .loop import Trainer
 
-__all__ = ["PRESETS", "TrainConfig", "load_config", "contrastive_loss", "contrastive_loss_direct", "Trainer"]
+__all__ = ["PRESETS", "TrainConfig", "load_config", "contrastive_loss", "Trainer"]

@@ -8,27 +8,60 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from ..errors import ConfigError
+from ..loaders import BACKENDS
 from ..model.config import PRESETS as MODEL_PRESETS
 from ..model.config import reject_unknown_fields
 from ..tasks import TASK_NAMES, get_task
 from .watchdog import HEARTBEAT_INTERVAL_S
 
-AMP_MODES = ("auto", "bf16", "fp32")
-LOADERS = ("torch", "dali")
+AMP_MODES = ("auto", "bf16", "fp32")  # auto: bf16 autocast on GPUs, fp32 on CPUs
+LOADERS = BACKENDS  # the names TrainConfig.loader takes: ipt.loaders' backends
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How a TrainConfig field is set from the command line of ipt.pretrain and ipt.finetune
+    (ipt.cli.add_training_arguments generates the options from these)."""
+
+    help: str
+    name: str | None = None  # the option; default --field-name
+    metavar: str | None = None
+    choices: tuple | None = None
+    const: object = None  # a switch that sets the field to this value (--dali: loader = "dali")
+
+
+def flag(default, help: str, **options):
+    """A TrainConfig field that is also a command-line option (see Flag)."""
+    return field(default=default, metadata={"flag": Flag(help, **options)})
+
+
+def flags() -> list[tuple[str, Flag]]:
+    """(field name, Flag) of every TrainConfig field that is a command-line option, in field order."""
+    return [(f.name, f.metadata["flag"]) for f in fields(TrainConfig) if "flag" in f.metadata]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     model: str | dict = "ipt"  # a model preset name or IPTConfig fields
     tasks: tuple[str, ...] = TASK_NAMES
-    batch_size: int = 256  # global: images per optimizer step over all ranks
-    micro_batch: int | None = None  # images per forward pass on one rank; None: batch_size / ranks
-    epochs: int = 300
-    steps: int | None = None  # stop after this many optimizer steps (None: after `epochs`)
-    lr: float = 5e-5
+    batch_size: int = flag(256, "global batch: images per optimizer step over all ranks")
+    micro_batch: int | None = flag(None, "images per forward pass on one rank; the rest of the batch is gradient "
+                                         "accumulation (default: batch-size / ranks)")
+    epochs: int = flag(300, "epochs to train (unless --steps ends the run first)")
+    steps: int | None = flag(None, "stop after this many optimizer steps")
+    lr: float = flag(5e-5, "learning rate")
     lr_milestones: tuple[int, ...] = (200,)  # epochs at which the learning rate is multiplied by lr_gamma
     lr_gamma: float = 0.4  # 5e-5 -> 2e-5
     betas: tuple[float, float] = (0.9, 0.999)
@@ -37,15 +70,16 @@ class TrainConfig:
     contrastive_weight: float = 0.1  # lambda of L1 + lambda * contrastive
     temperature: float = 0.07
     contrastive_chunk: int = 1024  # anchors per block of the contrastive loss (bounds memory)
-    seed: int = 0
-    loader: str = "torch"
-    workers: int = 2  # DataLoader processes or DALI threads per rank
+    seed: int = flag(0, "seed of the initial weights, the data order, crops, tasks and degradations")
+    loader: str = flag("torch", "load data with the DALI pipeline (else the torch DataLoader)", name="--dali",
+                       const="dali")
+    workers: int = flag(2, "DataLoader processes or DALI threads per rank")
     repeat: int = 1  # crops per image per epoch
-    amp: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
-    compile: bool = False
+    amp: str = flag("auto", "autocast: auto (bf16 on GPUs, fp32 on CPUs), bf16 or fp32", choices=AMP_MODES)
+    compile: bool = flag(False, "torch.compile the model")
     tf32: bool = True
     deterministic: bool = False  # torch.use_deterministic_algorithms (for bit-exact resume tests)
-    checkpoint_every: int = 1000  # optimizer steps
+    checkpoint_every: int = flag(1000, "optimizer steps between checkpoints")
     keep_checkpoints: int = 3
     log_every: int = 20
     # Distributed runs (ipt.train.watchdog), in seconds. A rank that raises ends the job at once, one that
@@ -53,9 +87,11 @@ class TrainConfig:
     # collective (torch's default: 10 minutes on NCCL, 30 on gloo), or after wait_timeout at a barrier --
     # where ranks wait for start-up (scanning the data) and for rank-0-only work (checkpoints, validation),
     # kept out of collectives so that they may take longer than dist_timeout.
-    dist_timeout: float = 300.0
-    heartbeat_timeout: float = 60.0
-    wait_timeout: float = 3600.0
+    dist_timeout: float = flag(300.0, "how long a collective waits for the other ranks", metavar="SECONDS")
+    heartbeat_timeout: float = flag(60.0, "how long a rank may go without a heartbeat before it counts as dead",
+                                    metavar="SECONDS")
+    wait_timeout: float = flag(3600.0, "how long ranks wait for each other at start-up, checkpoints, validation",
+                               metavar="SECONDS")
 
     def __post_init__(self):
         problems = []
@@ -63,21 +99,26 @@ class TrainConfig:
                     "keep_checkpoints", "log_every")
         for name in positive:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not _is_int(value) or value < 1:
                 problems.append(f"{name} must be an integer >= 1, got {value!r}")
         for name in ("micro_batch", "steps"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            if value is not None and (not _is_int(value) or value < 1):
                 problems.append(f"{name} must be an integer >= 1 or null, got {value!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+        if not _is_int(self.seed):
+            problems.append(f"seed must be an integer, got {self.seed!r}")
+        if not (_is_number(self.lr) and self.lr > 0):
             problems.append(f"lr must be > 0, got {self.lr!r}")
-        if not 0 < self.lr_gamma <= 1:
+        if not (_is_number(self.lr_gamma) and 0 < self.lr_gamma <= 1):
             problems.append(f"lr_gamma must be in (0, 1], got {self.lr_gamma!r}")
-        if self.contrastive_weight < 0 or self.temperature <= 0 or self.grad_clip < 0 or self.weight_decay < 0:
+        if not (isinstance(self.lr_milestones, tuple) and all(_is_int(m) for m in self.lr_milestones)):
+            problems.append(f"lr_milestones must be epochs (integers), got {self.lr_milestones!r}")
+        if not all(_is_number(v) and v >= 0 for v in (self.contrastive_weight, self.grad_clip, self.weight_decay)) \
+                or not (_is_number(self.temperature) and self.temperature > 0):
             problems.append("contrastive_weight, grad_clip and weight_decay must be >= 0 and temperature > 0")
         for name, least in (("dist_timeout", 0), ("heartbeat_timeout", 2 * HEARTBEAT_INTERVAL_S), ("wait_timeout", 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > least:
+            if not _is_number(value) or not value > least:
                 problems.append(f"{name} must be a number of seconds > {least:g}, got {value!r}")
         if self.amp not in AMP_MODES:
             problems.append(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
@@ -93,7 +134,7 @@ class TrainConfig:
             except (ValueError, TypeError) as error:
                 problems.append(str(error))
         if problems:
-            raise ValueError("invalid training config: " + "; ".join(problems))
+            raise ConfigError("invalid training config: " + "; ".join(problems))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -134,20 +175,24 @@ def load_config(spec: str | Path) -> TrainConfig:
         return PRESETS[spec]
     path = Path(spec)
     if not path.is_file():
-        raise ValueError(f"unknown training config {spec!r}: presets are {sorted(PRESETS)}, or give a .json/.toml file")
+        raise ConfigError(f"unknown training config {spec!r}: presets are {sorted(PRESETS)}, or give a .json/.toml file")
     try:
         if path.suffix == ".toml":
+            # Imported on use: tomllib is in the standard library from Python 3.11 only, and only
+            # .toml files need it.
             import tomllib
 
             d = tomllib.loads(path.read_text())
         else:
             d = json.loads(path.read_text())
-    except (ValueError, OSError) as error:
-        raise ValueError(f"{path}: cannot read the config ({error})") from None
+    except ImportError:
+        raise ConfigError(f"{path}: reading .toml files needs Python 3.11 or later; write the settings as .json") from None
+    except (ValueError, OSError) as error:  # tomllib's and json's decode errors are ValueErrors
+        raise ConfigError(f"{path}: cannot read the config ({error})") from None
     if not isinstance(d, dict):
-        raise ValueError(f"{path}: a config file holds a table of settings")
+        raise ConfigError(f"{path}: a config file holds a table of settings")
     base = d.pop("extends", None)
     if base is not None and base not in PRESETS:
-        raise ValueError(f"{path}: extends {base!r}, which is not a preset ({sorted(PRESETS)})")
+        raise ConfigError(f"{path}: extends {base!r}, which is not a preset ({sorted(PRESETS)})")
     merged = {**(PRESETS[base].to_dict() if base else {}), **d}
     return TrainConfig.from_dict(merged)

@@ -19,6 +19,7 @@ global batch and data-parallel training computes the same loss as one process wi
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
@@ -32,10 +33,9 @@ def _logsumexp_without_self(anchors: torch.Tensor, keys: torch.Tensor, self_inde
 def gather_tokens(z: torch.Tensor) -> tuple[torch.Tensor, int]:
     """All ranks' normalised tokens (T, E), with gradients flowing back to each rank's own, and the
     offset of this rank's tokens in them. Without torch.distributed: (z, 0)."""
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return z, 0
+    # Imported here: torch.distributed.nn only imports in torch builds with distributed support.
     from torch.distributed.nn.functional import all_gather
 
     parts = all_gather(z)
@@ -65,14 +65,3 @@ def contrastive_loss(tokens: torch.Tensor, temperature: float = 0.07, chunk: int
             lse.append(_logsumexp_without_self(anchors, keys, index, temperature))
     return (torch.cat(lse) - positive.reshape(-1)).mean()
 
-
-def contrastive_loss_direct(tokens: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
-    """The formula written out on the full (T, T) similarity matrix -- the reference for the tests."""
-    b, n, _ = tokens.shape
-    z = F.normalize(tokens.float(), dim=-1).reshape(b * n, -1)
-    sim = z @ z.t() / temperature
-    eye = torch.eye(b * n, dtype=torch.bool, device=z.device)
-    log_prob = sim - torch.logsumexp(sim.masked_fill(eye, float("-inf")), dim=1, keepdim=True)
-    image = torch.arange(b * n, device=z.device) // n
-    positive = (image[:, None] == image[None, :]) & ~eye
-    return -((log_prob * positive).sum(1) / positive.sum(1)).mean()

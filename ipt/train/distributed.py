@@ -15,10 +15,11 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from ..errors import ConfigError
 from .config import TrainConfig
 from .watchdog import PeerFailedError, Watchdog
 
-__all__ = ["Distributed", "PeerFailedError", "setup", "join", "teardown", "barrier", "all_ranks_agree"]
+__all__ = ["Distributed", "PeerFailedError", "setup", "join", "teardown"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,12 @@ def setup(device: str | None = None, timeout: float = TrainConfig.dist_timeout,
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if device is None:
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError as error:  # torch's "Expected one of cpu, cuda, ... device type at start of device string"
+        raise ConfigError(f"--device {device!r}: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: this machine has no CUDA GPU that torch can use")
     if device.type == "cuda":
         torch.cuda.set_device(device)
     device = _resolve(device)
@@ -159,23 +165,3 @@ def teardown() -> None:
         if watchdog is not None:
             watchdog.stop()
 
-
-def barrier() -> None:
-    """Waits for every rank: on the store when this process joined with setup(), else a collective."""
-    if _current is not None:
-        _current.barrier("barrier")
-    elif dist.is_initialized():
-        dist.barrier()
-
-
-def all_ranks_agree(flag: bool) -> bool:
-    """True only if `flag` is true on every rank (e.g. 'my checkpoint write succeeded')."""
-    if _current is not None and _current.watchdog is not None:
-        return _current.watchdog.agree(flag)
-    if not dist.is_initialized():
-        return flag
-    t = torch.tensor([1 if flag else 0], dtype=torch.int32)
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return bool(t.item())

@@ -10,6 +10,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from tqdm import tqdm
+
 FIELDS = ("step", "epoch", "lr", "loss", "l1", "contrastive", "steps_per_s", "samples_per_s", "data_wait_s",
           "compute_s", "data_fraction")
 
@@ -32,7 +34,7 @@ class RunLog:
         self.csv = csv.DictWriter(self.file, fieldnames=self.columns)
         if fresh:
             self.csv.writeheader()
-        try:
+        try:  # imported on use: tensorboard is an optional dependency
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(out / "tensorboard"))
@@ -41,8 +43,6 @@ class RunLog:
         if progress is None:
             progress = sys.stderr.isatty()
         if progress:
-            from tqdm import tqdm
-
             self.bar = tqdm(total=total_steps, initial=first_step, unit="step", dynamic_ncols=True)
 
     def _reset(self):

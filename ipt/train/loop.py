@@ -5,10 +5,16 @@ One optimizer step = one task (drawn per step from the seed, the same on every r
 is L1(model(degraded), clean) + lambda * contrastive(body tokens); gradients are averaged over ranks by
 DDP, clipped to a maximum norm, and applied by Adam; the learning rate steps down at epoch milestones.
 Checkpoints record the exact data position, so a killed run resumes where it stopped.
+
+Trainer.run, the recipe: for each epoch, _train_epoch (optimizer steps: _step; their log lines;
+a checkpoint every checkpoint_every steps) and, when the epoch's data ran out before the step budget,
+_end_epoch (the learning-rate schedule, validation); then _finish (the last checkpoint, the final model,
+and its validation unless the last _end_epoch already validated these weights).
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 from contextlib import nullcontext
@@ -18,7 +24,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..data import degrade_batch, make_loader
+from ..data import degrade_batch
+from ..errors import ConfigError
+from ..loaders import make_loader
 from ..model import IPT
 from ..model.checkpoint import CheckpointError
 from . import distributed, state
@@ -50,7 +58,7 @@ class Trainer:
         world = self.dist.world
         self.micro_batch = config.micro_batch or config.batch_size // world
         if self.micro_batch < 1 or config.batch_size % (self.micro_batch * world):
-            raise ValueError(f"batch_size {config.batch_size} must be a multiple of micro_batch {self.micro_batch} "
+            raise ConfigError(f"batch_size {config.batch_size} must be a multiple of micro_batch {self.micro_batch} "
                              f"x {world} ranks")
         self.accumulation = config.batch_size // (self.micro_batch * world)
 
@@ -72,11 +80,11 @@ class Trainer:
             self._resume()
         self.loader = loader or make_loader(
             config.loader, data, self.model.task_names, self.micro_batch, config.seed,
-            lr_patch=self.model.config.patch_size, workers=config.workers, device=self.dist.device,
+            patch_size=self.model.config.patch_size, workers=config.workers, device=self.dist.device,
             repeat=config.repeat, last_batch="drop", rank=self.dist.rank, world=world, task_group=self.accumulation)
         self.steps_per_epoch = len(self.loader) // self.accumulation
         if self.steps_per_epoch == 0:
-            raise ValueError(f"the data ({len(self.loader)} batches of {self.micro_batch}) does not fill one step of "
+            raise ConfigError(f"the data ({len(self.loader)} batches of {self.micro_batch}) does not fill one step of "
                              f"{config.batch_size} images over {world} rank(s); use a smaller batch or a larger repeat")
         self.total_steps = config.steps or config.epochs * self.steps_per_epoch
 
@@ -100,14 +108,22 @@ class Trainer:
 
     def _save(self) -> Path | None:
         """Writes a checkpoint on rank 0 while the others wait (on the store, so a slow write is not a
-        collective timeout); if the write fails, every rank stops (run() posts the error)."""
+        collective timeout); if the write fails, every rank stops (run()'s guard posts the error)."""
         path = None
         if self.dist.is_main:
             with self.dist.critical():
                 path = state.save(self.out, self.model, self.optimizer, self.scheduler, self.position,
                                   self.config.to_dict(), self.config.keep_checkpoints)
         self.dist.barrier("checkpoint")
+        self._saved_at = self.position.step
         return path
+
+    def _validate(self, epoch: int) -> None:
+        """validate(model, epoch) on rank 0, if the run has a validator; the others go on to the barrier
+        that follows, where they wait for it."""
+        if self.validate is not None and self.dist.is_main:
+            self.validate(self.model, epoch)
+        self._validated_at = self.position.step
 
     def _forward_fn(self):
         model = self.model
@@ -156,57 +172,78 @@ class Trainer:
         return l1_sum, contrastive_sum
 
     def run(self) -> dict:
-        """Trains to the step or epoch budget; an error on any rank ends every rank (with that error)."""
+        """Trains to the step or epoch budget, then saves (and validates) the final weights. An error on
+        any rank ends every rank (with that error)."""
         cfg, pos = self.config, self.position
-        first_loss = last_loss = None
-        saved_at = log = None
+        self._saved_at = self._validated_at = None  # the steps whose weights were last saved / validated
+        self._first_loss = self._last_loss = None
+        self._log = None
         try:
-            # The guard sits inside this frame: it posts an error before the frame's loader (DataLoader
-            # workers take seconds to stop) is torn down, so the other ranks hear of it at once.
+            # The guard sits in the frame that holds the epoch's batch iterator: it posts an error before
+            # that loader (DataLoader workers take seconds to stop) is torn down, so the other ranks hear
+            # of it at once.
             with self.dist.guard():
-                log = RunLog(self.out, self.model.task_names, self.total_steps, pos.step, cfg.log_every,
-                             enabled=self.dist.is_main, progress=self.progress)
+                self._log = RunLog(self.out, self.model.task_names, self.total_steps, pos.step, cfg.log_every,
+                                   enabled=self.dist.is_main, progress=self.progress)
                 wrapped, forward = self._forward_fn()
                 while pos.step < self.total_steps and pos.epoch < cfg.epochs:
                     batches = iter(self.loader.epoch(pos.epoch, start=pos.next_batch))
-                    while pos.step < self.total_steps:
-                        waited = time.perf_counter()
-                        group = [b for _, b in zip(range(self.accumulation), batches)]
-                        if len(group) < self.accumulation:
-                            break  # the epoch is over
-                        started = time.perf_counter()
-                        l1_sum, contrastive_sum = self._step(wrapped, forward, group)
-                        pos.step += 1
-                        pos.next_batch += self.accumulation
-                        loss = l1_sum + cfg.contrastive_weight * contrastive_sum
-                        first_loss = loss if first_loss is None else first_loss
-                        last_loss = loss
-                        log.step(step=pos.step, epoch=pos.epoch, lr=self.optimizer.param_groups[0]["lr"], loss=loss,
-                                 l1=l1_sum, contrastive=contrastive_sum, task=self.model.task_names[group[0].task],
-                                 samples=sum(len(b.sample_ids) for b in group) * self.dist.world,
-                                 data_wait=started - waited, compute=time.perf_counter() - started)
-                        if pos.step % cfg.checkpoint_every == 0:
-                            self._save()
-                            saved_at = pos.step
-                    else:
+                    if not self._train_epoch(batches, wrapped, forward):
                         break  # the step budget is spent
-                    if pos.step >= self.total_steps:
-                        break
-                    pos.epoch, pos.next_batch = pos.epoch + 1, 0
-                    self.scheduler.step()
-                    if self.validate is not None and self.dist.is_main:
-                        self.validate(self.model, pos.epoch - 1)
-                    self.dist.barrier("epoch")  # on the store: rank 0's validation may outlast dist_timeout
-                if saved_at != pos.step:
-                    self._save()
-                if self.dist.is_main:
-                    with self.dist.critical():
-                        self.model.save(self.out / "model.safetensors", step=pos.step)
-                    if self.validate is not None:
-                        self.validate(self.model, pos.epoch)
-                self.dist.barrier("end")
+                    self._end_epoch()
+                self._finish()
         finally:
-            if log is not None:
-                log.close()
-        return {"steps": pos.step, "epoch": pos.epoch, "first_loss": first_loss, "last_loss": last_loss,
+            if self._log is not None:
+                self._log.close()
+        return {"steps": pos.step, "epoch": pos.epoch, "first_loss": self._first_loss, "last_loss": self._last_loss,
                 "model": str(self.out / "model.safetensors"), "checkpoints": [str(p) for p in state.checkpoints(self.out)]}
+
+    def _train_epoch(self, batches, wrapped, forward) -> bool:
+        """Optimizer steps over the rest of an epoch, a checkpoint every checkpoint_every steps. True when
+        the epoch's batches ran out (its last, incomplete group of micro-batches is dropped), False when
+        the step budget ran out first."""
+        pos = self.position
+        while pos.step < self.total_steps:
+            waited = time.perf_counter()
+            group = list(itertools.islice(batches, self.accumulation))
+            if len(group) < self.accumulation:
+                return True
+            started = time.perf_counter()
+            l1, contrastive = self._step(wrapped, forward, group)
+            computed = time.perf_counter()
+            pos.step += 1
+            pos.next_batch += self.accumulation
+            self._log_step(group, l1, contrastive, data_wait=started - waited, compute=computed - started)
+            if pos.step % self.config.checkpoint_every == 0:
+                self._save()
+        return False
+
+    def _log_step(self, group, l1: float, contrastive: float, data_wait: float, compute: float) -> None:
+        loss = l1 + self.config.contrastive_weight * contrastive
+        self._first_loss = loss if self._first_loss is None else self._first_loss
+        self._last_loss = loss
+        self._log.step(step=self.position.step, epoch=self.position.epoch, lr=self.optimizer.param_groups[0]["lr"],
+                       loss=loss, l1=l1, contrastive=contrastive, task=self.model.task_names[group[0].task],
+                       samples=sum(len(b.sample_ids) for b in group) * self.dist.world,
+                       data_wait=data_wait, compute=compute)
+
+    def _end_epoch(self) -> None:
+        """After an epoch's last step: the next epoch's position and learning rate, then validation."""
+        pos = self.position
+        pos.epoch, pos.next_batch = pos.epoch + 1, 0
+        self.scheduler.step()
+        self._validate(pos.epoch - 1)
+        self.dist.barrier("epoch")  # on the store: rank 0's validation may outlast dist_timeout
+
+    def _finish(self) -> None:
+        """The last checkpoint and the final model, validated unless the last epoch's end already saw
+        these very weights."""
+        step = self.position.step
+        if self._saved_at != step:
+            self._save()
+        if self.dist.is_main:
+            with self.dist.critical():
+                self.model.save(self.out / "model.safetensors", step=step)
+        if self._validated_at != step:
+            self._validate(self.position.epoch)
+        self.dist.barrier("end")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import IPTError
 from ..files import atomic_write
 from ..model.checkpoint import FORMAT, CheckpointError, model_payload
 
@@ -22,7 +23,7 @@ TRAIN_FORMAT = FORMAT + "-train"
 NAME = re.compile(r"step_(\d{8})\.pt$")
 
 
-class CheckpointWriteError(OSError):
+class CheckpointWriteError(IPTError, OSError):
     """A checkpoint could not be written; the previous one is intact."""
 
 

@@ -33,6 +33,8 @@ import time
 from contextlib import contextmanager
 from typing import Callable
 
+from ..errors import IPTError
+
 FAILURE = "failure"  # the first failure posted: "rank R failed: ..." or "rank R stopped responding: ..."
 # Keys are set, never counted up, so that a request retried after a lost reply cannot count twice.
 ACK = "ack/{rank}"  # the rank has seen the failure (set by its watcher when it is dead: it never will)
@@ -43,7 +45,7 @@ EXIT_CODE = 1
 STORE_RETRY_S = 3.0  # how long a store that stopped answering is retried before the job counts as gone
 
 
-class PeerFailedError(RuntimeError):
+class PeerFailedError(IPTError, RuntimeError):
     """Another rank of the job failed (the message says which, and why), so this rank stops too."""
 
 

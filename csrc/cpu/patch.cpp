@@ -17,9 +17,9 @@ int64_t grain_for(int64_t elements_per_item) {
   return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, elements_per_item));
 }
 
-// The per-token copy loops take the patch size as a template argument where it is one of the common
+// The per-token copy loops take patch_dim as a template argument where it is one of the common
 // sizes (IPT uses 3, ViTs 16), so the compiler fully unrolls and vectorises the innermost runs;
-// kPatch == 0 is the generic fallback with a run-time patch size. kUnitStride marks images whose
+// kPatch == 0 is the generic fallback with a run-time patch_dim. kUnitStride marks images whose
 // rows are contiguous (the usual case), turning the innermost loops into plain vectorisable copies.
 template <int kPatch, bool kUnitStride>
 struct PatchLoops {
@@ -53,11 +53,11 @@ struct PatchLoops {
   }
 };
 
-// Calls body(PatchLoops<P, U>{}) with P the compile-time patch size when specialised (else 0) and U
+// Calls body(PatchLoops<P, U>{}) with P the compile-time patch_dim when specialised (else 0) and U
 // whether the innermost stride is 1.
 template <bool kUnitStride, typename Body>
-void with_patch_size(int64_t patch, const Body& body) {
-  switch (patch) {
+void with_patch_size(int64_t patch_dim, const Body& body) {
+  switch (patch_dim) {
     case 1: return body(PatchLoops<1, kUnitStride>{});
     case 2: return body(PatchLoops<2, kUnitStride>{});
     case 3: return body(PatchLoops<3, kUnitStride>{});
@@ -69,11 +69,11 @@ void with_patch_size(int64_t patch, const Body& body) {
 }
 
 template <typename Body>
-void with_patch_loops(int64_t patch, int64_t inner_stride, const Body& body) {
+void with_patch_loops(int64_t patch_dim, int64_t inner_stride, const Body& body) {
   if (inner_stride == 1) {
-    with_patch_size<true>(patch, body);
+    with_patch_size<true>(patch_dim, body);
   } else {
-    with_patch_size<false>(patch, body);
+    with_patch_size<false>(patch_dim, body);
   }
 }
 
@@ -82,7 +82,7 @@ void unfold_rows(const at::Tensor& x, const T* pos, const PatchGeometry& g, at::
   const T* src = x.const_data_ptr<T>();
   T* dst = out.mutable_data_ptr<T>();
   const int64_t sb = x.stride(0), sc = x.stride(1), sh = x.stride(2), sw = x.stride(3);
-  const int64_t p = g.patch, grid_h = g.grid_h(), grid_w = g.grid_w();
+  const int64_t p = g.patch_dim, grid_h = g.grid_h(), grid_w = g.grid_w();
   const int64_t n_tokens = g.num_tokens(), dim = g.token_dim();
   const int64_t rows = x.size(0) * grid_h;  // one work item = one row of tokens of one image
 
@@ -105,7 +105,7 @@ void fold_rows(const at::Tensor& tokens, const PatchGeometry& g, at::Tensor& out
   const T* src = tokens.const_data_ptr<T>();
   T* dst = out.mutable_data_ptr<T>();
   const int64_t sb = tokens.stride(0), sn = tokens.stride(1), sd = tokens.stride(2);
-  const int64_t p = g.patch, grid_h = g.grid_h(), grid_w = g.grid_w();
+  const int64_t p = g.patch_dim, grid_h = g.grid_h(), grid_w = g.grid_w();
   const int64_t C = g.channels, H = g.height, W = g.width;
   const int64_t rows = tokens.size(0) * C * grid_h;  // one work item = p image rows of one channel
 
@@ -123,8 +123,8 @@ void fold_rows(const at::Tensor& tokens, const PatchGeometry& g, at::Tensor& out
   });
 }
 
-at::Tensor patch_unfold_cpu(const at::Tensor& x, int64_t patch, const c10::optional<at::Tensor>& pos) {
-  const PatchGeometry g = check_patch_unfold_args(x, patch, pos);
+at::Tensor patch_unfold_cpu(const at::Tensor& x, int64_t patch_dim, const c10::optional<at::Tensor>& pos) {
+  const PatchGeometry g = check_patch_unfold(x, patch_dim, pos);
   at::Tensor out = at::empty({x.size(0), g.num_tokens(), g.token_dim()}, x.options());
   if (out.numel() == 0) return out;
   const at::Tensor pos_c = pos.has_value() ? pos->contiguous() : at::Tensor();
@@ -134,8 +134,8 @@ at::Tensor patch_unfold_cpu(const at::Tensor& x, int64_t patch, const c10::optio
   return out;
 }
 
-at::Tensor patch_fold_cpu(const at::Tensor& tokens, int64_t patch, at::IntArrayRef size) {
-  const PatchGeometry g = check_patch_fold_args(tokens, patch, size);
+at::Tensor patch_fold_cpu(const at::Tensor& tokens, int64_t patch_dim, at::IntArrayRef size) {
+  const PatchGeometry g = check_patch_fold(tokens, patch_dim, size);
   at::Tensor out = at::empty({tokens.size(0), g.channels, g.height, g.width}, tokens.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, tokens.scalar_type(), "patch_fold_cpu", [&] {

@@ -1,6 +1,6 @@
 // CUDA kernels of patch_unfold / patch_fold: one thread per output element (coalesced writes), the
 // strided reads are served by L1/L2 since neighbouring tokens read neighbouring pixels. The index
-// math is the shared common/patch_index.h, and 32-bit indices are used whenever offsets fit.
+// math is the shared common/patch.h, and 32-bit indices are used whenever offsets fit.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -17,7 +17,7 @@ namespace {
 
 template <typename T, typename Index>
 __global__ void patch_unfold_kernel(const T* __restrict__ x, const T* __restrict__ pos, T* __restrict__ out,
-                                    int64_t total, Index n_tokens, Index dim, Index grid_w, Index patch,
+                                    int64_t total, Index n_tokens, Index dim, Index grid_w, Index patch_dim,
                                     Index sb, Index sc, Index sh, Index sw) {
   for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < total;
        idx += int64_t{blockDim.x} * gridDim.x) {
@@ -27,7 +27,7 @@ __global__ void patch_unfold_kernel(const T* __restrict__ x, const T* __restrict
     const Index n = token % n_tokens;
     const Index b = token / n_tokens;
     Index c, h, w;
-    token_feature_to_pixel<Index>(n, d, grid_w, patch, c, h, w);
+    token_feature_to_pixel<Index>(n, d, grid_w, patch_dim, c, h, w);
     T value = x[b * sb + c * sc + h * sh + w * sw];
     if (pos != nullptr) value = value + pos[n * dim + d];
     out[idx] = value;
@@ -36,7 +36,7 @@ __global__ void patch_unfold_kernel(const T* __restrict__ x, const T* __restrict
 
 template <typename T, typename Index>
 __global__ void patch_fold_kernel(const T* __restrict__ tokens, T* __restrict__ out, int64_t total,
-                                  Index channels, Index height, Index width, Index grid_w, Index patch,
+                                  Index channels, Index height, Index width, Index grid_w, Index patch_dim,
                                   Index sb, Index sn, Index sd) {
   for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < total;
        idx += int64_t{blockDim.x} * gridDim.x) {
@@ -48,13 +48,13 @@ __global__ void patch_fold_kernel(const T* __restrict__ tokens, T* __restrict__ 
     const Index c = bc % channels;
     const Index b = bc / channels;
     Index n, d;
-    pixel_to_token_feature<Index>(c, h, w, grid_w, patch, n, d);
+    pixel_to_token_feature<Index>(c, h, w, grid_w, patch_dim, n, d);
     out[idx] = tokens[b * sb + n * sn + d * sd];
   }
 }
 
-at::Tensor patch_unfold_cuda(const at::Tensor& x, int64_t patch, const c10::optional<at::Tensor>& pos) {
-  const PatchGeometry g = check_patch_unfold_args(x, patch, pos);
+at::Tensor patch_unfold_cuda(const at::Tensor& x, int64_t patch_dim, const c10::optional<at::Tensor>& pos) {
+  const PatchGeometry g = check_patch_unfold(x, patch_dim, pos);
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor out = at::empty({x.size(0), g.num_tokens(), g.token_dim()}, x.options());
   const int64_t total = out.numel();
@@ -68,7 +68,7 @@ at::Tensor patch_unfold_cuda(const at::Tensor& x, int64_t patch, const c10::opti
       patch_unfold_kernel<scalar_t, Index><<<cuda::blocks_for(total), cuda::kThreadsPerBlock, 0, stream>>>(
           x.const_data_ptr<scalar_t>(), pos_ptr, out.mutable_data_ptr<scalar_t>(), total,
           static_cast<Index>(g.num_tokens()), static_cast<Index>(g.token_dim()), static_cast<Index>(g.grid_w()),
-          static_cast<Index>(patch), static_cast<Index>(x.stride(0)), static_cast<Index>(x.stride(1)),
+          static_cast<Index>(patch_dim), static_cast<Index>(x.stride(0)), static_cast<Index>(x.stride(1)),
           static_cast<Index>(x.stride(2)), static_cast<Index>(x.stride(3)));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     };
@@ -81,8 +81,8 @@ at::Tensor patch_unfold_cuda(const at::Tensor& x, int64_t patch, const c10::opti
   return out;
 }
 
-at::Tensor patch_fold_cuda(const at::Tensor& tokens, int64_t patch, at::IntArrayRef size) {
-  const PatchGeometry g = check_patch_fold_args(tokens, patch, size);
+at::Tensor patch_fold_cuda(const at::Tensor& tokens, int64_t patch_dim, at::IntArrayRef size) {
+  const PatchGeometry g = check_patch_fold(tokens, patch_dim, size);
   const c10::cuda::CUDAGuard guard(tokens.device());
   at::Tensor out = at::empty({tokens.size(0), g.channels, g.height, g.width}, tokens.options());
   const int64_t total = out.numel();
@@ -94,7 +94,7 @@ at::Tensor patch_fold_cuda(const at::Tensor& tokens, int64_t patch, at::IntArray
       patch_fold_kernel<scalar_t, Index><<<cuda::blocks_for(total), cuda::kThreadsPerBlock, 0, stream>>>(
           tokens.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), total,
           static_cast<Index>(g.channels), static_cast<Index>(g.height), static_cast<Index>(g.width),
-          static_cast<Index>(g.grid_w()), static_cast<Index>(patch), static_cast<Index>(tokens.stride(0)),
+          static_cast<Index>(g.grid_w()), static_cast<Index>(patch_dim), static_cast<Index>(tokens.stride(0)),
           static_cast<Index>(tokens.stride(1)), static_cast<Index>(tokens.stride(2)));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     };

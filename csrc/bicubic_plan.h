@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "common/cubic.h"
+#include "common/bicubic.h"
 
 namespace ipt {
 

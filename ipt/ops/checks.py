@@ -1,0 +1,227 @@
+"""Argument checks of every op, read from ipt/ops/contract.py; the reference and the fake kernels run
+these, the C++ kernels run csrc/checks.h, which reads the same contract through the generated
+csrc/contract.h. Each op's check function makes its checks in the order its C++ twin of the same
+name does, so the first problem found is the same on every path (tests/test_op_contracts.py)."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from . import contract as c
+
+# --- formatting and raising --------------------------------------------------------------------------
+
+
+def show(value) -> str:
+    """A value as messages print it (the rule of contract.py, mirrored by show() in csrc/checks.h)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (torch.dtype, torch.device)):
+        return str(value)
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else format(value, "g")
+    if isinstance(value, (list, tuple, torch.Size)):
+        return "[" + ", ".join(show(v) for v in value) + "]"
+    if isinstance(value, torch.SymInt | torch.SymFloat):
+        return show(int(value) if isinstance(value, torch.SymInt) else float(value))
+    return str(value)
+
+
+def show_tuple(values) -> str:
+    """(2,) or (4, 27), as Python writes tuples."""
+    values = [show(v) for v in values]
+    return "(" + ", ".join(values) + ("," if len(values) == 1 else "") + ")"
+
+
+def fail(key: str, **fields):
+    """Raises the contract's message `key` with its fields filled (TypeError or ValueError)."""
+    error = TypeError if key in c.TYPE_ERRORS else ValueError
+    raise error(c.MESSAGES[key].format(**{k: show(v) for k, v in fields.items()}))
+
+
+# --- generic checks ----------------------------------------------------------------------------------
+
+
+def check_tensor(op: str, name: str, t) -> None:
+    if not isinstance(t, torch.Tensor):
+        fail("tensor", op=op, name=name, type=type(t).__name__)
+
+
+def check_dims(op: str, name: str, t: torch.Tensor, ndim: int, layout: str) -> None:
+    if t.dim() != ndim:
+        fail("dims", op=op, name=name, ndim=ndim, layout=layout, shape=list(t.shape))
+
+
+def check_dtype(op: str, name: str, t: torch.Tensor, dtype_set: str) -> None:
+    if str(t.dtype).removeprefix("torch.") not in c.DTYPE_SETS[dtype_set]:
+        fail("dtype", op=op, name=name, dtype=t.dtype, supported=c.dtype_list_text(dtype_set))
+
+
+def check_same_dtype(op: str, name: str, t: torch.Tensor, other: str, ref: torch.Tensor) -> None:
+    if t.dtype != ref.dtype:
+        fail("same_dtype", op=op, name=name, dtype=t.dtype, other=other, other_dtype=ref.dtype)
+
+
+def check_same_device(op: str, name: str, t: torch.Tensor, other: str, ref: torch.Tensor) -> None:
+    if t.device != ref.device:
+        fail("same_device", op=op, name=name, device=t.device, other=other, other_device=ref.device)
+
+
+def check_shape(op: str, name: str, t: torch.Tensor, layout: str, expected) -> None:
+    if list(t.shape) != list(expected):
+        fail("shape", op=op, name=name, layout=layout, expected=show_tuple(expected), shape=list(t.shape))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int | torch.SymInt) and not isinstance(value, bool)
+
+
+def check_int_min(op: str, name: str, value, minimum: int) -> None:
+    if not _is_int(value) or value < minimum:
+        fail("int_min", op=op, name=name, min=minimum, value=value)
+
+
+def check_finite_min(op: str, name: str, value, minimum: float) -> None:
+    if not (math.isfinite(value) and value >= minimum):
+        fail("finite_min", op=op, name=name, min=minimum, value=float(value))
+
+
+def check_seed(op: str, seed) -> None:
+    if not _is_int(seed) or not c.SEED_MIN <= seed < 2**c.SEED_BITS:
+        fail("seed", op=op, min=c.SEED_MIN, bits=c.SEED_BITS, value=seed)
+
+
+def check_range(op: str, name: str, value) -> None:
+    """A rain parameter's (low, high) range against its bounds in contract.RAIN_PARAMS."""
+    bound_lo, bound_hi, _ = c.RAIN_PARAMS[name]
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        fail("pair", op=op, name=name, value=list(value) if isinstance(value, list | tuple) else value)
+    lo, hi = (float(v) for v in value)
+    if not (math.isfinite(lo) and math.isfinite(hi) and bound_lo <= lo <= hi <= bound_hi):
+        fail("range", op=op, name=name, low=lo, high=hi, min=bound_lo, max=bound_hi)
+
+
+def check_rain_ranges(op: str, names, ranges) -> None:
+    for name, value in zip(names, ranges, strict=True):
+        check_range(op, name, value)
+
+
+def check_image_batch(op: str, x) -> None:
+    check_tensor(op, "x", x)
+    check_dims(op, "x", x, 4, c.LAYOUTS["image"])
+    check_dtype(op, "x", x, "image")
+
+
+def check_sample_ids(op: str, ids, x: torch.Tensor) -> None:
+    check_tensor(op, "sample_ids", ids)
+    check_shape(op, "sample_ids", ids, c.LAYOUTS["sample_ids"], (x.shape[0],))
+    check_dtype(op, "sample_ids", ids, "index")
+    check_same_device(op, "sample_ids", ids, "x", x)
+
+
+def degraded_dtype(x: torch.Tensor) -> torch.dtype:
+    """Degraded images are float: uint8 gives float32, float keeps its dtype."""
+    return torch.float32 if x.dtype == torch.uint8 else x.dtype
+
+
+# --- the ops -------------------------------------------------------------------------------------------
+
+
+class PatchGeometry(NamedTuple):
+    channels: int
+    height: int
+    width: int
+    patch_dim: int
+
+    @property
+    def num_tokens(self) -> int:
+        return (self.height // self.patch_dim) * (self.width // self.patch_dim)
+
+    @property
+    def token_dim(self) -> int:
+        return self.channels * self.patch_dim * self.patch_dim
+
+
+def check_patch_unfold(x, patch_dim, pos) -> PatchGeometry:
+    op = "patch_unfold"
+    check_tensor(op, "x", x)
+    check_dims(op, "x", x, 4, c.LAYOUTS["image"])
+    check_dtype(op, "x", x, "float")
+    check_int_min(op, "patch_dim", patch_dim, c.PATCH_DIM_MIN)
+    g = PatchGeometry(x.shape[1], x.shape[2], x.shape[3], patch_dim)
+    if g.height % patch_dim != 0 or g.width % patch_dim != 0:
+        fail("patch_multiple", op=op, height=g.height, width=g.width, patch_dim=patch_dim)
+    if pos is not None:
+        check_tensor(op, "pos", pos)
+        check_shape(op, "pos", pos, c.LAYOUTS["pos"], (g.num_tokens, g.token_dim))
+        check_same_dtype(op, "pos", pos, "x", x)
+        check_same_device(op, "pos", pos, "x", x)
+    return g
+
+
+def check_patch_fold(tokens, patch_dim, size) -> PatchGeometry:
+    op = "patch_fold"
+    check_tensor(op, "tokens", tokens)
+    check_dims(op, "tokens", tokens, 3, c.LAYOUTS["tokens"])
+    check_dtype(op, "tokens", tokens, "float")
+    check_int_min(op, "patch_dim", patch_dim, c.PATCH_DIM_MIN)
+    if len(size) != 2:
+        fail("fold_size_len", op=op, value=list(size))
+    height, width = size
+    if height < 1 or width < 1 or height % patch_dim != 0 or width % patch_dim != 0:
+        fail("fold_size", op=op, height=height, width=width, patch_dim=patch_dim)
+    area = patch_dim * patch_dim
+    if tokens.shape[2] % area != 0:
+        fail("token_length", op=op, length=tokens.shape[2], area=area)
+    g = PatchGeometry(tokens.shape[2] // area, height, width, patch_dim)
+    if tokens.shape[1] != g.num_tokens:
+        fail("token_count", op=op, count=tokens.shape[1], height=height, width=width, patch_dim=patch_dim,
+             needed=g.num_tokens)
+    return g
+
+
+def check_bicubic_resize(x, size, scale) -> None:
+    op = "bicubic_resize"
+    check_image_batch(op, x)
+    if x.shape[2] < c.RESIZE_SIZE_MIN or x.shape[3] < c.RESIZE_SIZE_MIN:
+        fail("image_size", op=op, min=c.RESIZE_SIZE_MIN, shape=list(x.shape))
+    if len(size) != 2 or min(size) < c.RESIZE_SIZE_MIN:
+        fail("resize_size", op=op, min=c.RESIZE_SIZE_MIN, value=list(size))
+    scale = [float(s) for s in scale]
+    if len(scale) != 2 or not all(math.isfinite(s) and c.RESIZE_SCALE_MIN <= s <= c.RESIZE_SCALE_MAX for s in scale):
+        fail("resize_scale", op=op, min=c.RESIZE_SCALE_MIN, max=c.RESIZE_SCALE_MAX, value=scale)
+
+
+def check_add_gaussian_noise(x, sigma, seed, sample_ids) -> None:
+    op = "add_gaussian_noise"
+    check_image_batch(op, x)
+    check_finite_min(op, "sigma", sigma, c.SIGMA_MIN)
+    check_seed(op, seed)
+    check_sample_ids(op, sample_ids, x)
+
+
+def check_rain_streaks(sample_ids, height, width, seed, *ranges) -> None:
+    op = "rain_streaks"
+    check_tensor(op, "sample_ids", sample_ids)
+    check_dims(op, "sample_ids", sample_ids, 1, c.LAYOUTS["sample_ids"])
+    check_dtype(op, "sample_ids", sample_ids, "index")
+    check_int_min(op, "height", height, c.RAIN_SIZE_MIN)
+    check_int_min(op, "width", width, c.RAIN_SIZE_MIN)
+    check_seed(op, seed)
+    check_rain_ranges(op, c.RAIN_LAYER_PARAMS, ranges)
+
+
+def check_add_rain(x, sample_ids, seed, *ranges) -> None:
+    op = "add_rain"
+    check_image_batch(op, x)
+    check_seed(op, seed)
+    check_sample_ids(op, sample_ids, x)
+    check_rain_ranges(op, tuple(c.RAIN_PARAMS), ranges)
+
+
+def check_rain_config(config) -> None:
+    for name in c.RAIN_PARAMS:
+        check_range("RainConfig", name, getattr(config, name))
