@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .errors import ConfigError, IPTError
 from .inference import MODES, PRECISIONS, Restorer
+from .model.config import IPTConfig
 from .train.config import PRESETS, TrainConfig, flags
 from .train.state import checkpoints
 
@@ -37,7 +38,8 @@ def add_num_heads_argument(parser: argparse.ArgumentParser) -> None:
     # Official files do not store the head count and it does not change any weight's shape, so it cannot
     # be read off the file: only the paper's layout is known (12); any other must be told.
     parser.add_argument("--num-heads", type=int, default=None, metavar="H",
-                        help="attention heads of an official-style file that is not the paper's layout (which has 12)")
+                        help="attention heads of an official-style file that is not the paper's layout (which has "
+                             f"{IPTConfig.num_heads})")
 
 
 def restorer_from_args(args):

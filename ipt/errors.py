@@ -16,3 +16,7 @@ class IPTError(Exception):
 class ConfigError(IPTError, ValueError):
     """A setting, option, name or value that is not valid (a model or training config, a task name, a
     command-line option that does not fit the others)."""
+
+
+class MissingPathError(ConfigError, FileNotFoundError):
+    """A file or folder the user named does not exist (still a FileNotFoundError, as it was)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli import restorer_from_args, run_main, tool_parser
-from .errors import ConfigError
+from .errors import ConfigError, MissingPathError
 from .data.images import list_images, read_image, write_image
 
 
@@ -39,7 +39,7 @@ def main(argv=None) -> None:
     elif source.is_file():
         inputs, outputs = [source], [Path(args.output)]
     else:
-        raise ConfigError(f"--input {source}: no such file or folder")
+        raise MissingPathError(f"--input {source}: no such file or folder")
     restorer = restorer_from_args(args)
     for src, dst in zip(inputs, outputs):
         image = read_image(src)

@@ -131,3 +131,14 @@ def get_task(task: str | int | Task) -> Task:
     raise ConfigError(
         f"unknown task {task!r}: use one of {list(TASK_NAMES)}, 'rain-heavy', 'noise<sigma>' or 'sr<scale>'"
     )
+
+
+def __getattr__(name):
+    # LR_PATCH (48) was the model input size stated a second time; IPTConfig.patch_size is the one place.
+    if name == "LR_PATCH":
+        from .model.config import IPTConfig  # lazily, as in Task.hr_crop: the model package imports this module
+
+        warnings.warn("ipt.tasks.LR_PATCH is deprecated: use IPTConfig.patch_size (or model.config.patch_size)",
+                      DeprecationWarning, stacklevel=2)
+        return IPTConfig.patch_size
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -350,3 +350,12 @@ def test_scale_of_is_deprecated():
     model = IPT(["sr2", "sr3"], SMALL)
     with pytest.warns(DeprecationWarning, match=r"model.tasks\[model.task_index\(task\)\].scale"):
         assert model.scale_of("sr3") == 3
+
+
+@pytest.mark.parametrize("name", ["load_checkpoint", "load_model", "load_official"])
+def test_loaders_moved_out_of_checkpoint_module_still_import_with_a_warning(name):
+    import ipt.model
+    import ipt.model.checkpoint as checkpoint
+
+    with pytest.warns(DeprecationWarning, match=f"checkpoint.{name} moved"):
+        assert getattr(checkpoint, name) is getattr(ipt.model, name)

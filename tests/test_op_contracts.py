@@ -2,7 +2,6 @@
 reference, the fake kernel (FakeTensorMode and torch.compile), the compiled CPU kernel (and the CUDA
 kernel where a GPU is visible) raise the same exception type with the same message."""
 
-import math
 import subprocess
 import sys
 import warnings
@@ -249,10 +248,20 @@ def test_cpp_api_header_covers_every_op():
         assert f"inline at::Tensor {op}(" in text and f'"ipt::{op}"' in text
 
 
-def test_rain_parameters_come_from_the_contract():
-    assert tuple(f.name for f in ipt.ops.RainConfig.__dataclass_fields__.values()) == tuple(contract.RAIN_PARAMS)
-    for name, (lo, hi, _) in contract.RAIN_PARAMS.items():
-        assert f"{{{name!r}".replace("'", '"') in codegen.contract_header() and math.isfinite(lo) and lo <= hi
+@pytest.mark.parametrize("name", list(contract.RAIN_PARAMS))
+def test_compiled_rain_bounds_are_the_contracts(kernels, name):
+    """Each rain bound, read by the C++ kernel from the generated header and by the reference from the
+    contract: a range reaching exactly to the bound is accepted by both, one a hair beyond it is rejected
+    by both with the same message. A bound edited on one side only (or a header left stale) fails here."""
+    lo_bound, hi_bound, _ = contract.RAIN_PARAMS[name]
+    x, ids = _img(1, 1, 4, 4), _ids(1)
+    for bound, beyond in ((lo_bound, lo_bound - 1e-3 * max(1.0, abs(lo_bound))),
+                          (hi_bound, hi_bound + 1e-3 * max(1.0, abs(hi_bound)))):
+        for value, accepted in (((bound, bound), True), ((beyond, beyond), False)):
+            args = (x, ids, 0, *_rain(**{name: list(value)}))
+            kernel, ref = _error(lambda: _kernel("add_rain", "CPU", args)), _error(lambda: reference.add_rain(*args))
+            assert kernel == ref, (value, kernel, ref)
+            assert (kernel[0] is None) == accepted, (value, kernel)
 
 
 def test_patch_keyword_is_deprecated_but_works(kernels):

@@ -86,3 +86,11 @@ def test_custom_tasks():
 def test_unknown_tasks_are_clear_errors(bad, error):
     with pytest.raises(error, match="task"):
         get_task(bad)
+
+
+def test_lr_patch_is_a_deprecated_alias_of_the_config_default():
+    import ipt.tasks
+    from ipt.model import IPTConfig
+
+    with pytest.warns(DeprecationWarning, match="LR_PATCH"):
+        assert ipt.tasks.LR_PATCH == IPTConfig().patch_size == 48

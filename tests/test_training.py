@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from ipt.data import load_training_images
 from ipt.errors import ConfigError
 from ipt.model import load_model
 from ipt.train import PRESETS, Trainer, TrainConfig, contrastive_loss, load_config
 from ipt.train import contrastive as contrastive_module
+from ipt.train.contrastive import contrastive_loss_direct
 from ipt.train.state import CheckpointWriteError, checkpoints
 
 from images import photo
@@ -41,18 +41,6 @@ def samples():
 
 
 # --- the contrastive loss ------------------------------------------------------------------------------------
-
-
-def contrastive_loss_direct(tokens: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
-    """The formula written out on the full (T, T) similarity matrix: the oracle for contrastive_loss."""
-    b, n, _ = tokens.shape
-    z = F.normalize(tokens.float(), dim=-1).reshape(b * n, -1)
-    sim = z @ z.t() / temperature
-    eye = torch.eye(b * n, dtype=torch.bool, device=z.device)
-    log_prob = sim - torch.logsumexp(sim.masked_fill(eye, float("-inf")), dim=1, keepdim=True)
-    image = torch.arange(b * n, device=z.device) // n
-    positive = (image[:, None] == image[None, :]) & ~eye
-    return -((log_prob * positive).sum(1) / positive.sum(1)).mean()
 
 
 @pytest.mark.parametrize("shape, chunk", [((3, 16, 8), 7), ((2, 256, 576), 100), ((5, 9, 4), 1000)])
@@ -307,3 +295,15 @@ def test_finetune_on_pairs(kernels, tmp_path):
                    "--config", "tiny", "--steps", "3", "--batch-size", "2", "--out", "ft", "--no-progress", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "input/target items" in done.stdout
+
+
+def test_deprecated_training_names_still_work_with_a_warning():
+    import ipt.train
+    from ipt.train import distributed
+
+    with pytest.warns(DeprecationWarning, match="test oracle"):
+        assert ipt.train.contrastive_loss_direct is contrastive_loss_direct
+    with pytest.warns(DeprecationWarning, match="all_ranks_agree"):
+        assert distributed.all_ranks_agree(True) is True and distributed.all_ranks_agree(False) is False
+    with pytest.warns(DeprecationWarning, match="barrier"):
+        distributed.barrier()  # one process, no job: returns at once

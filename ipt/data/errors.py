@@ -10,5 +10,9 @@ class DataLayoutError(IPTError, ValueError):
     """A data folder or file list that is missing, empty, or has unpaired images."""
 
 
+class MissingFolderError(DataLayoutError, FileNotFoundError):
+    """A data folder that does not exist (a FileNotFoundError too, as list_images raised before)."""
+
+
 class UnreadableImageError(IPTError, ValueError):
     """A file that is not an image we can decode (missing, truncated, corrupt, or of an unknown kind)."""

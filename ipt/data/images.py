@@ -13,7 +13,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import ConfigError
 from ..files import atomic_write
-from .errors import DataLayoutError, UnreadableImageError
+from .errors import DataLayoutError, MissingFolderError, UnreadableImageError  # noqa: F401 (DataLayoutError: importable from here too)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -81,6 +81,6 @@ def list_images(folder, recursive: bool = False) -> list[Path]:
     """Image files in a folder, sorted by name (recursive: also in sub-folders)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataLayoutError(f"{folder}: no such folder")
+        raise MissingFolderError(f"{folder}: no such folder")
     pattern = "**/*" if recursive else "*"
     return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

@@ -250,3 +250,28 @@ def load_state_strict(model, state: dict, source: str, layout: str) -> None:
                            f"model {tuple(ours[k].shape)})")
         raise CheckpointError(f"{source} does not fit the model (tasks {model.task_names}): "
                               f"{'; '.join(details) or error}. The file holds {layout}.") from None
+
+
+# The loaders build an IPT, so they live in ipt.model.loading (which imports the model class; this module
+# must not). They were importable from here before: deprecated aliases, resolved on first use.
+_MOVED_TO_LOADING = ("load_checkpoint", "load_model", "load_official")
+
+
+def __getattr__(name):
+    if name in _MOVED_TO_LOADING:
+        import warnings
+
+        from . import loading
+
+        warnings.warn(f"ipt.model.checkpoint.{name} moved: import it from ipt.model (or ipt.model.loading)",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(loading, name)
+    if name == "model_from_payload":  # now IPT.from_payload
+        import warnings
+
+        from .ipt import IPT
+
+        warnings.warn("ipt.model.checkpoint.model_from_payload is deprecated: use IPT.from_payload",
+                      DeprecationWarning, stacklevel=2)
+        return IPT.from_payload
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,7 @@ import warnings
 import torch
 
 from ._extension import ExtensionStatus, load
-from .contract import KERNEL_DEVICES
+from .contract import KERNEL_DEVICES, OPS
 
 EXTENSION: ExtensionStatus = load()
 
@@ -20,16 +20,14 @@ if EXTENSION.module is not None:
 def op_names() -> list[str]:
     """Names of the ops: those the compiled library registered, or the reference's list without it."""
     if EXTENSION.module is None:
-        from . import reference
-
-        return sorted(reference.__all__)
+        return sorted(OPS)
     return sorted(n.split("::", 1)[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("ipt::"))
 
 
 def kernel_devices(op: str) -> dict[str, bool]:
     """Which devices have a compiled kernel for `op` (e.g. {'cpu': True, 'cuda': False})."""
     if EXTENSION.module is None:
-        return {"cpu": False, "cuda": False}
+        return dict.fromkeys(KERNEL_DEVICES, False)
     return {device: torch._C._dispatch_has_kernel_for_dispatch_key(f"ipt::{op}", device.upper())
             for device in KERNEL_DEVICES}
 

@@ -97,9 +97,12 @@ def check_seed(op: str, seed) -> None:
 def check_range(op: str, name: str, value) -> None:
     """A rain parameter's (low, high) range against its bounds in contract.RAIN_PARAMS."""
     bound_lo, bound_hi, _ = c.RAIN_PARAMS[name]
-    if not isinstance(value, list | tuple) or len(value) != 2:
-        fail("pair", op=op, name=name, value=list(value) if isinstance(value, list | tuple) else value)
-    lo, hi = (float(v) for v in value)
+    try:  # any (low, high) pair of numbers: a tuple, a list, a 2-element array or tensor
+        if isinstance(value, str):
+            raise TypeError
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        fail("pair", op=op, name=name, value=list(value) if isinstance(value, list | tuple) else repr(value))
     if not (math.isfinite(lo) and math.isfinite(hi) and bound_lo <= lo <= hi <= bound_hi):
         fail("range", op=op, name=name, low=lo, high=hi, min=bound_lo, max=bound_hi)
 

@@ -52,6 +52,9 @@ RAIN_PARAMS = {
 }
 RAIN_BLEND_PARAM = "alpha"  # add_rain takes every parameter; rain_streaks all but the blend strength
 RAIN_LAYER_PARAMS = tuple(name for name in RAIN_PARAMS if name != RAIN_BLEND_PARAM)
+# The kernels take the layer parameters first and the blend strength last (add_rain's extra argument),
+# and index the bounds by position: the blend parameter must stay last.
+assert list(RAIN_PARAMS)[-1] == RAIN_BLEND_PARAM, "the blend parameter must be the last rain parameter"
 
 # Scalar bounds, by name (C++: kPatchDimMin, kSeedMin, ...).
 PATCH_DIM_MIN = 1  # side of a token's patch

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 
 from . import checks
 from .checks import degraded_dtype
-from .contract import RAIN_LAYER_PARAMS
+from .contract import OPS, RAIN_LAYER_PARAMS
 
 # The compiled ops (csrc/ops.cpp) that this module mirrors, by name.
-__all__ = ["patch_unfold", "patch_fold", "bicubic_resize", "add_gaussian_noise", "rain_streaks", "add_rain"]
+__all__ = list(OPS)  # one function per compiled op, by the same name
 # Each op validates its arguments with ipt.ops.checks, the checks the fake kernels run too.
 
 

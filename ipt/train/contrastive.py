@@ -65,3 +65,16 @@ def contrastive_loss(tokens: torch.Tensor, temperature: float = 0.07, chunk: int
             lse.append(_logsumexp_without_self(anchors, keys, index, temperature))
     return (torch.cat(lse) - positive.reshape(-1)).mean()
 
+
+# The formula written out on the full (T, T) similarity matrix, T = B*N: O(T^2) memory, so only for checking
+# contrastive_loss on small inputs (the tests' oracle). Not exported.
+def contrastive_loss_direct(tokens: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
+    """contrastive_loss computed directly from its definition (small inputs only)."""
+    b, n, _ = tokens.shape
+    z = F.normalize(tokens.float(), dim=-1).reshape(b * n, -1)
+    sim = z @ z.t() / temperature
+    eye = torch.eye(b * n, dtype=torch.bool, device=z.device)
+    log_prob = sim - torch.logsumexp(sim.masked_fill(eye, float("-inf")), dim=1, keepdim=True)
+    image = torch.arange(b * n, device=z.device) // n
+    positive = (image[:, None] == image[None, :]) & ~eye
+    return -((log_prob * positive).sum(1) / positive.sum(1)).mean()

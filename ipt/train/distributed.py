@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from .config import TrainConfig
 from .watchdog import PeerFailedError, Watchdog
 
-__all__ = ["Distributed", "PeerFailedError", "setup", "join", "teardown"]
+__all__ = ["Distributed", "PeerFailedError", "setup", "join", "teardown", "barrier", "all_ranks_agree"]
 
 
 @dataclass(frozen=True)
@@ -165,3 +165,33 @@ def teardown() -> None:
         if watchdog is not None:
             watchdog.stop()
 
+
+# Module-level agreement points from before Distributed had them; nothing in the toolkit calls them.
+def _deprecated(old: str, new: str) -> None:
+    import warnings
+
+    warnings.warn(f"ipt.train.distributed.{old} is deprecated: use {new}", DeprecationWarning, stacklevel=3)
+
+
+def barrier() -> None:
+    """Deprecated: join(config).barrier(name). Waits for every rank: on the store when this process
+    joined with setup(), else a collective."""
+    _deprecated("barrier()", "join(config).barrier(name)")
+    if _current is not None:
+        _current.barrier("barrier")
+    elif dist.is_initialized():
+        dist.barrier()
+
+
+def all_ranks_agree(flag: bool) -> bool:
+    """Deprecated: join(config).watchdog.agree(flag). True only if `flag` is true on every rank."""
+    _deprecated("all_ranks_agree(flag)", "join(config).watchdog.agree(flag)")
+    if _current is not None and _current.watchdog is not None:
+        return _current.watchdog.agree(flag)
+    if not dist.is_initialized():
+        return flag
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
