@@ -21,7 +21,6 @@ tile are padded by mirroring and the result cropped.
 from __future__ import annotations
 
 import sys
-import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
@@ -29,6 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .deprecation import renamed_keyword
 from .errors import ConfigError
 from .metrics import quantize  # noqa: F401  (the output quantisation; also ipt.inference.quantize)
 from .model import load_model
@@ -157,22 +157,17 @@ def _check_tiling(mode: str, tile_batch: int) -> None:
         raise ConfigError(f"tile_batch must be an integer >= 1, got {tile_batch!r}")
 
 
+@renamed_keyword("tile", "patch_size", hint="model.config.patch_size")
 def tiled_forward(model_fn: ModelFn, x: torch.Tensor, scale: int, *, patch_size: int = IPTConfig.patch_size,
-                  mode: str = "fast", tile_batch: int = 64, overlap: int | None = None, progress: bool | None = None,
-                  tile: int | None = None) -> torch.Tensor:
+                  mode: str = "fast", tile_batch: int = 64, overlap: int | None = None,
+                  progress: bool | None = None) -> torch.Tensor:
     """Restores images of any size with a model that takes patch_size x patch_size inputs (pass the
     model's: model.config.patch_size; the default is the paper's).
 
     x: (B, C, H, W) or (C, H, W) float on the model's device. Returns float32 (…, H*scale, W*scale) on
     x's device. progress: a progress bar on stderr (None: when there are many tiles and stderr is a
-    terminal). tile: the deprecated name of patch_size.
+    terminal). tile=: the deprecated name of patch_size.
     """
-    if tile is not None:
-        warnings.warn("tiled_forward(tile=...) is deprecated; pass patch_size=model.config.patch_size",
-                      DeprecationWarning, stacklevel=2)
-        if patch_size not in (tile, IPTConfig.patch_size):
-            raise TypeError(f"tiled_forward got patch_size={patch_size} and tile={tile}; pass patch_size only")
-        patch_size = tile
     _check_tiling(mode, tile_batch)
     if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
         raise ConfigError(f"patch_size must be an integer >= 1, got {patch_size!r}")

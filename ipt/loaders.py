@@ -11,10 +11,10 @@ batches), so neither of them imports the other's loader.
 
 from __future__ import annotations
 
-import warnings
 
 from .data.datasets import ImagePairs
 from .data.loader import PlannedLoader, TorchLoader
+from .deprecation import renamed_keyword
 from .errors import ConfigError
 from .model.config import IPTConfig
 from .pipelines import DaliLoader
@@ -26,8 +26,9 @@ BACKENDS: tuple[str, ...] = tuple(LOADER_TYPES)  # the names make_loader and Tra
 __all__ = ["BACKENDS", "LOADER_TYPES", "make_loader"]
 
 
+@renamed_keyword("lr_patch", "patch_size")
 def make_loader(backend: str, data, tasks, batch_size: int, seed: int = 0, *, patch_size: int = IPTConfig.patch_size,
-                workers: int = 2, device="cpu", lr_patch: int | None = None, **options) -> PlannedLoader:
+                workers: int = 2, device="cpu", **options) -> PlannedLoader:
     """A loader of training batches: backend 'dali' (ipt.pipelines.DaliLoader) or 'torch'
     (ipt.data.loader.TorchLoader); both yield the same batches for the same seed.
 
@@ -35,11 +36,8 @@ def make_loader(backend: str, data, tasks, batch_size: int, seed: int = 0, *, pa
     one model input (model.config.patch_size; default the paper model's). Clean images are cut into each
     task's HR crop (task.hr_crop_for(patch_size)); pairs into patch_size crops of the inputs (one task).
     workers: DALI threads or DataLoader worker processes. options: repeat, last_batch, augment, rank,
-    world, task_group. lr_patch: the old name of patch_size (deprecated).
+    world, task_group. lr_patch=: the old name of patch_size (deprecated).
     """
-    if lr_patch is not None:
-        warnings.warn("make_loader(lr_patch=...) is deprecated; pass patch_size=", DeprecationWarning, stacklevel=2)
-        patch_size = lr_patch
     if backend not in LOADER_TYPES:
         raise ConfigError(f"unknown loader backend {backend!r}; choose one of {BACKENDS}")
     tasks = [get_task(t) for t in tasks]

@@ -5,29 +5,14 @@ patch_dim is the side of a token's patch (3 in IPT), not the side of the model's
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
+from ..deprecation import renamed_keyword
 from . import reference
 from ._dispatch import use_kernel
 
-_UNSET = object()
-
-
-def _patch_dim(op: str, patch_dim, patch):
-    """patch_dim, also when given by its old keyword name `patch` (deprecated)."""
-    if patch is _UNSET:
-        if patch_dim is _UNSET:
-            raise TypeError(f"{op}() missing required argument: 'patch_dim'")
-        return patch_dim
-    if patch_dim is not _UNSET:
-        raise TypeError(f"{op}() got both patch_dim and its deprecated name patch")
-    warnings.warn(f"{op}(patch=...) is deprecated; the argument is named patch_dim", DeprecationWarning, stacklevel=3)
-    return patch
-
-
-def patch_unfold(x: torch.Tensor, patch_dim: int = _UNSET, pos: torch.Tensor | None = None, *, patch=_UNSET):
+@renamed_keyword("patch", "patch_dim")
+def patch_unfold(x: torch.Tensor, patch_dim: int, pos: torch.Tensor | None = None):
     """Cut images into non-overlapping patch_dim x patch_dim tokens, optionally adding a position embedding.
 
     x: (B, C, H, W) float32/float64/bfloat16/float16, H and W multiples of `patch_dim`, any strides.
@@ -37,22 +22,19 @@ def patch_unfold(x: torch.Tensor, patch_dim: int = _UNSET, pos: torch.Tensor | N
     F.unfold(x, patch_dim, stride=patch_dim).transpose(1, 2) (+ pos), computed in one pass over memory.
     Differentiable in x and pos (the gradient of pos is the batch sum).
     """
-    patch_dim = _patch_dim("patch_unfold", patch_dim, patch)
     if isinstance(x, torch.Tensor) and use_kernel("patch_unfold", x.device):
         return torch.ops.ipt.patch_unfold(x, patch_dim, pos)
     return reference.patch_unfold(x, patch_dim, pos)
 
 
-def patch_fold(tokens: torch.Tensor, patch_dim: int = _UNSET, size: tuple[int, int] = _UNSET, *, patch=_UNSET):
+@renamed_keyword("patch", "patch_dim")
+def patch_fold(tokens: torch.Tensor, patch_dim: int, size: tuple[int, int]):
     """Put tokens back into images: the exact inverse of patch_unfold (without pos).
 
     tokens: (B, N, C*patch_dim^2) float32/float64/bfloat16/float16, any strides.
     size: (H, W), multiples of `patch_dim` with (H/patch_dim) * (W/patch_dim) == N.
     Returns contiguous (B, C, H, W). Differentiable (its gradient is patch_unfold of the gradient).
     """
-    patch_dim = _patch_dim("patch_fold", patch_dim, patch)
-    if size is _UNSET:
-        raise TypeError("patch_fold() missing required argument: 'size'")
     if isinstance(tokens, torch.Tensor) and use_kernel("patch_fold", tokens.device):
         return torch.ops.ipt.patch_fold(tokens, patch_dim, list(size))
     return reference.patch_fold(tokens, patch_dim, size)
