@@ -5,13 +5,20 @@ pixels off each border) per image and on average, as a table and as CSV and JSON
 
 DIR holds pairs (input/ + target/, or HR/ + LR_bicubic/X{s}/) or clean images only, which are then
 degraded with the task's seeded degradation (SR: MATLAB bicubic of the image cropped to a multiple of
-the scale, exactly how SR benchmarks were made). Without --data: the built-in sample photographs.
+the scale, exactly how SR benchmarks were made). Without --data: the held-out split of the built-in sample photographs
+(ipt.data.samples.VALIDATION_SAMPLES), which no default training run sees.
+
+Every measure is given beside the task's baseline -- MATLAB bicubic upsampling of the input for SR, the
+degraded input itself for denoising and deraining (Task.baseline) -- with the model's gain in dB.
+--compare also writes OUT/compare/IMAGE.png per image: input | baseline (SR) | model | target, on the
+window with the most detail, enlarged (ipt.compare).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +26,17 @@ import torch
 
 from . import metrics
 from .cli import restorer_from_args, run_main, tool_parser
+from .compare import compare_panels, comparison
 from .data.folders import find_pairs
-from .data.images import read_image
+from .data.images import read_image, write_image
 from .data.samples import sample_images_dir
 from .errors import ConfigError
 
-COLUMNS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
+MEASURES = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
+# Every measure of the model, the same of the task's baseline (Task.baseline: bicubic for SR, the degraded
+# input otherwise), and the model's PSNR gain over the baseline in dB.
+GAINS = ("gain_psnr_y", "gain_psnr_rgb")
+COLUMNS = (*MEASURES, *(f"baseline_{m}" for m in MEASURES), *GAINS)
 
 
 def degraded_input(task, clean: np.ndarray, seed: int, sample_id: int):
@@ -37,35 +49,70 @@ def degraded_input(task, clean: np.ndarray, seed: int, sample_id: int):
     return lr[0].permute(1, 2, 0).numpy(), clean
 
 
-def evaluate(restorer, data, seed: int = 0) -> tuple[str, list[dict]]:
-    """(layout, rows): one row of metrics per image of `data`."""
+def baseline_image(task, source: np.ndarray) -> np.ndarray:
+    """The task's baseline (Task.baseline) of one (H, W, 3) input, as an (H*s, W*s, 3) array."""
+    x = torch.from_numpy(np.ascontiguousarray(source)).permute(2, 0, 1)[None]
+    return task.baseline(x)[0].permute(1, 2, 0).numpy()
+
+
+def measure(output: np.ndarray, target: np.ndarray, shave: int) -> dict:
+    """PSNR and SSIM on Y and on RGB of one result against its target (output quantised first)."""
+    row = {}
+    for channel, y in (("y", True), ("rgb", False)):
+        row[f"psnr_{channel}"] = metrics.psnr(output, target, shave=shave, y_channel=y)
+        row[f"ssim_{channel}"] = metrics.ssim(output, target, shave=shave, y_channel=y)
+    return row
+
+
+@dataclass(frozen=True)
+class Result:
+    """One evaluated image: its metrics row and the images they were measured on (for comparisons)."""
+
+    row: dict
+    input: np.ndarray
+    baseline: np.ndarray
+    output: np.ndarray
+    target: np.ndarray
+
+
+def evaluate_images(restorer, data, seed: int = 0):
+    """(layout, iterator of Result), one per image of `data`, restored one at a time."""
     task = restorer.task
     layout, pairs = find_pairs(data, scale=task.scale)
     shave = metrics.shave_for(task)
-    rows = []
-    for sample_id, pair in enumerate(pairs):
-        target = read_image(pair.target)
-        if pair.input is None:
-            source, target = degraded_input(task, target, seed, sample_id)
-        else:
-            source = read_image(pair.input)
-        output = restorer.restore(source)
-        h, w = output.shape[:2]
-        if target.shape[0] < h or target.shape[1] < w:
-            raise ConfigError(f"{pair.name}: the result is {w}x{h} but the target only {target.shape[1]}x{target.shape[0]}")
-        target = target[:h, :w]  # HR images of SR sets may not be a multiple of the scale
-        row = {"image": pair.name}
-        try:
-            for channel, y in (("y", True), ("rgb", False)):
-                row[f"psnr_{channel}"] = metrics.psnr(output, target, shave=shave, y_channel=y)
-                row[f"ssim_{channel}"] = metrics.ssim(output, target, shave=shave, y_channel=y)
-        except ConfigError as error:  # an image too small to measure: say which
-            raise ConfigError(f"{pair.name}: {error}") from None
-        rows.append(row)
-    return layout, rows
+
+    def results():
+        for sample_id, pair in enumerate(pairs):
+            target = read_image(pair.target)
+            if pair.input is None:
+                source, target = degraded_input(task, target, seed, sample_id)
+            else:
+                source = read_image(pair.input)
+            output = restorer.restore(source)
+            h, w = output.shape[:2]
+            if target.shape[0] < h or target.shape[1] < w:
+                raise ConfigError(f"{pair.name}: the result is {w}x{h} but the target only {target.shape[1]}x{target.shape[0]}")
+            target = target[:h, :w]  # HR images of SR sets may not be a multiple of the scale
+            baseline = baseline_image(task, source)
+            try:
+                model, base = measure(output, target, shave), measure(baseline, target, shave)
+            except ConfigError as error:  # an image too small to measure: say which
+                raise ConfigError(f"{pair.name}: {error}") from None
+            row = {"image": pair.name, **model, **{f"baseline_{k}": v for k, v in base.items()},
+                   **{f"gain_{k}": model[k] - base[k] for k in ("psnr_y", "psnr_rgb")}}
+            yield Result(row, source, baseline, output, target)
+
+    return layout, results()
+
+
+def evaluate(restorer, data, seed: int = 0) -> tuple[str, list[dict]]:
+    """(layout, rows): one row of metrics per image of `data` (the model's, its baseline's, the gains)."""
+    layout, results = evaluate_images(restorer, data, seed)
+    return layout, [result.row for result in results]
 
 
 def summary(rows: list[dict]) -> dict:
+    """The mean of every column over the images (the gain of the means is the mean of the gains)."""
     return {c: float(np.mean([r[c] for r in rows])) for c in COLUMNS}
 
 
@@ -81,30 +128,57 @@ def write_reports(out_dir: Path, rows: list[dict], meta: dict) -> tuple[Path, Pa
     return csv_path, json_path
 
 
-def format_table(rows: list[dict]) -> str:
+def format_table(rows: list[dict], baseline_name: str = "baseline") -> str:
+    """Per image and on average: each measure of the model beside its baseline's, and the PSNR gains."""
     width = max(12, *(len(r["image"]) for r in rows))
-    lines = [f"{'image':<{width}}  {'PSNR-Y':>8}  {'SSIM-Y':>7}  {'PSNR-RGB':>8}  {'SSIM-RGB':>8}"]
+    base = baseline_name[:8]
+    head = (f"{'image':<{width}}  {'PSNR-Y':>8} {base:>8} {'gain':>6}  {'SSIM-Y':>7} {base:>8}  "
+            f"{'PSNR-RGB':>8} {base:>8} {'gain':>6}  {'SSIM-RGB':>8} {base:>8}")
+    lines = [head]
     for r in [*rows, {"image": "MEAN", **summary(rows)}]:
-        lines.append(f"{r['image']:<{width}}  {r['psnr_y']:8.3f}  {r['ssim_y']:7.4f}  {r['psnr_rgb']:8.3f}  {r['ssim_rgb']:8.4f}")
+        lines.append(f"{r['image']:<{width}}  {r['psnr_y']:8.3f} {r['baseline_psnr_y']:8.3f} {r['gain_psnr_y']:+6.2f}  "
+                     f"{r['ssim_y']:7.4f} {r['baseline_ssim_y']:8.4f}  {r['psnr_rgb']:8.3f} {r['baseline_psnr_rgb']:8.3f} "
+                     f"{r['gain_psnr_rgb']:+6.2f}  {r['ssim_rgb']:8.4f} {r['baseline_ssim_rgb']:8.4f}")
     return "\n".join(lines)
+
+
+def describe_gain(task, means: dict) -> str:
+    """One line: the model's PSNR-Y and SSIM-Y beside the baseline's, and the gain."""
+    return (f"PSNR-Y {means['psnr_y']:.3f} dB ({task.baseline_name} {means['baseline_psnr_y']:.3f}, "
+            f"gain {means['gain_psnr_y']:+.3f} dB), SSIM-Y {means['ssim_y']:.4f} ({task.baseline_name} "
+            f"{means['baseline_ssim_y']:.4f})")
 
 
 def main(argv=None) -> None:
     parser = tool_parser("python -m ipt.evaluate", __doc__)
-    parser.add_argument("--data", default=None, help="data folder (default: the built-in sample photographs)")
+    parser.add_argument("--data", default=None,
+                        help="data folder (default: the held-out split of the built-in sample photographs)")
     parser.add_argument("--out", default=None, help="folder for metrics.csv and metrics.json (default ./ipt_eval_TASK)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the on-the-fly degradations")
+    parser.add_argument("--compare", action="store_true",
+                        help="also write OUT/compare/IMAGE.png per image: input | baseline (SR) | model | target")
     args = parser.parse_args(argv)
 
-    data = Path(args.data) if args.data else sample_images_dir()
+    data = Path(args.data) if args.data else sample_images_dir(split="validation")
     restorer = restorer_from_args(args)
-    layout, rows = evaluate(restorer, data, args.seed)
-    print(format_table(rows))
-    meta = {"task": restorer.task.name, "weights": str(args.weights), "data": str(data), "layout": layout,
-            "mode": args.mode, "self_ensemble": args.self_ensemble, "seed": args.seed,
-            "shave": metrics.shave_for(restorer.task)}
-    csv_path, json_path = write_reports(Path(args.out or f"ipt_eval_{restorer.task.name}"), rows, meta)
+    task = restorer.task
+    out_dir = Path(args.out or f"ipt_eval_{task.name}")
+    layout, results = evaluate_images(restorer, data, args.seed)
+    rows = []
+    for result in results:  # one pass: each image is restored once, for its row and its picture
+        rows.append(result.row)
+        if args.compare:
+            panels = compare_panels(task, result.input, result.baseline, result.output, result.target)
+            write_image(out_dir / "compare" / f"{result.row['image']}.png", comparison(panels))
+    print(f"{task.name} on {len(rows)} images of {data} ({layout}); baseline: {task.baseline_name}")
+    print(format_table(rows, task.baseline_name))
+    meta = {"task": task.name, "baseline": task.baseline_name, "weights": str(args.weights), "data": str(data),
+            "layout": layout, "mode": args.mode, "self_ensemble": args.self_ensemble, "seed": args.seed,
+            "shave": metrics.shave_for(task)}
+    csv_path, json_path = write_reports(out_dir, rows, meta)
     print(f"wrote {csv_path} and {json_path}")
+    if args.compare:
+        print(f"wrote {len(rows)} comparison pictures to {out_dir / 'compare'}")
 
 
 if __name__ == "__main__":

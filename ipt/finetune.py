@@ -2,22 +2,28 @@
 
 Fine-tunes a pretrained IPT on one task: keeps that task's head, tail and task-embedding row (the
 others are dropped), trains with L1 at lr 2e-5 on real pairs (input/ + target/, HR/ + LR_bicubic/X{s}/)
-or on clean images degraded on the fly, and reports PSNR/SSIM on --val after every epoch (default:
-the built-in sample photographs). The result, OUT/model.safetensors, loads in ipt.restore and
-ipt.evaluate.
+or on clean images degraded on the fly, and reports PSNR/SSIM on --val after every epoch beside the
+task's baseline (bicubic for SR, the degraded input otherwise) and the gain over it. Defaults: training
+on the built-in sample photographs' "train" split, validating on their held-out "validation" split; a
+validation image that is also a training image is an error unless --allow-val-overlap. The result,
+OUT/model.safetensors, loads in ipt.restore and ipt.evaluate.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 from pathlib import Path
 
 from .cli import add_num_heads_argument, add_training_arguments, check_fresh_output, run_main, training_config
 from .data import load_image_pairs, load_training_images
 from .data.folders import find_pairs
 from .data.samples import sample_images_dir
-from .evaluate import evaluate, summary
+from .data.holdout import shared_images, training_files, validation_files
+from .errors import ConfigError
+from .evaluate import describe_gain, evaluate, format_table, summary
+from .files import atomic_write
 from .inference import Restorer
 from .model import IPTConfig, load_model
 from .tasks import get_task
@@ -25,11 +31,13 @@ from .train import Trainer, TrainConfig, load_config
 from .train.distributed import join, teardown
 
 
-def make_validator(task, data, out: Path, seed: int = 0):
-    """validate(model, epoch): PSNR/SSIM of the task on `data`, printed and appended to validation.csv."""
-    path = out / "validation.csv"
+def make_validator(task, data, out: Path, seed: int = 0, resume: bool = False):
+    """validate(model, epoch, step): PSNR/SSIM of the task on `data` beside its baseline, per image and on
+    average: printed, the means appended to validation.csv, every image's row to validation.json."""
+    csv_path, json_path = out / "validation.csv", out / "validation.json"
+    history = json.loads(json_path.read_text()) if resume and json_path.is_file() else []
 
-    def validate(model, epoch):
+    def validate(model, epoch, step):
         was_training = model.training
         model.eval()
         try:
@@ -37,16 +45,31 @@ def make_validator(task, data, out: Path, seed: int = 0):
         finally:
             model.train(was_training)
         means = summary(rows)
-        fresh = not path.exists()
-        with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=("epoch", *means))
+        fresh = not csv_path.exists()
+        with open(csv_path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=("step", "epoch", *means))
             if fresh:
                 writer.writeheader()
-            writer.writerow({"epoch": epoch, **means})
-        print(f"validation after epoch {epoch}: PSNR-Y {means['psnr_y']:.3f} dB, SSIM-Y {means['ssim_y']:.4f}", flush=True)
+            writer.writerow({"step": step, "epoch": epoch, **means})
+        history.append({"step": step, "epoch": epoch, "mean": means, "images": rows})
+        atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(history, indent=1)))
+        print(f"validation after step {step} (epoch {epoch}): {describe_gain(task, means)}\n"
+              f"{format_table(rows, task.baseline_name)}", flush=True)
         return means
 
     return validate
+
+
+def check_held_out(data, val: Path, scale: int, allow_overlap: bool) -> list[Path]:
+    """The validation files; an error if any is also a training image, unless the user allows it."""
+    files = validation_files(val, scale)
+    shared = shared_images(training_files(data), files)
+    if shared and not allow_overlap:
+        examples = ", ".join(f"{v} = {t}" for v, t in shared[:3])
+        raise ConfigError(f"{len(shared)} validation image(s) of {val} are also training images ({examples}"
+                          f"{', ...' if len(shared) > 3 else ''}): validate on held-out images, or pass "
+                          "--allow-val-overlap")
+    return files
 
 
 def main(argv=None) -> dict:
@@ -55,7 +78,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--task", required=True, help="the task to keep and fine-tune (sr2, noise30, ...)")
     parser.add_argument("--init", required=True, help="a pretrained checkpoint (ours, or IPT_pretrain.pt / IPT_<task>.pt)")
     parser.add_argument("--data", default=None, help="pairs or clean images (default: the built-in samples)")
-    parser.add_argument("--val", default=None, help="validation data, any layout ipt.evaluate takes (default: samples)")
+    parser.add_argument("--val", default=None,
+                        help="validation data, any layout ipt.evaluate takes (default: the held-out sample photographs)")
+    parser.add_argument("--allow-val-overlap", action="store_true",
+                        help="allow validation images that are also training images (their scores then say little)")
     parser.add_argument("--config", default=None, help="default: ipt-finetune for the paper's model, else small-finetune")
     add_num_heads_argument(parser)
     add_training_arguments(parser, default_out="runs/finetune")
@@ -76,16 +102,20 @@ def main(argv=None) -> dict:
             check_fresh_output(args.out, args.resume)
             # Clean images must hold the task's clean crop; pairs' inputs one model input.
             patch_size = model.config.patch_size
-            source = Path(args.data) if args.data else sample_images_dir()
+            source = Path(args.data) if args.data else sample_images_dir(split="train")
             layout, _ = find_pairs(source, scale=task.scale)
             data = (load_training_images(source, min_size=task.hr_crop_for(patch_size)) if layout == "clean"
                     else load_image_pairs(source, scale=task.scale, min_size=patch_size))
+            val = Path(args.val) if args.val else sample_images_dir(split="validation")
+            val_files = check_held_out(data, val, task.scale, args.allow_val_overlap)
             trainer = Trainer(config, data, out, model=model, resume=args.resume, device=args.device,
-                              validate=make_validator(task, Path(args.val) if args.val else sample_images_dir(), out),
+                              validate=make_validator(task, val, out, resume=args.resume),
                               progress=False if args.no_progress else None)
         if trainer.dist.is_main:
             print(f"fine-tuning {task.name} from {args.init} on {len(data)} {layout} items of {source}; "
                   f"{trainer.total_steps} steps of {config.batch_size}", flush=True)
+            names = sorted({f.stem for f in val_files})
+            print(f"validating on {len(names)} images of {val}: {', '.join(names)}", flush=True)
         return trainer.run()
     finally:
         teardown()

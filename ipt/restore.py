@@ -1,7 +1,10 @@
-"""python -m ipt.restore --task sr2 --weights IPT_sr2.pt --input in.png --output out.png
+"""python -m ipt.restore --task sr2 --weights IPT_sr2.pt --input in.png --output out.png [--compare] [--target clean.png]
 
-Restores one image or every image of a folder; --compare also writes the input (enlarged for SR) and
-the result side by side.
+Restores one image or every image of a folder. --compare also writes NAME_compare.png: the same detailed
+window of the input, the task's baseline (bicubic, for SR only), the result and, with --target, the clean
+image, enlarged side by side (ipt.compare). --target (a clean image for one input file, or a folder of
+clean images matched to the inputs by file stem) also prints the PSNR-Y of the result and of the baseline
+against it (SR shaves `scale` pixels off each border, as ipt.evaluate does).
 """
 
 from __future__ import annotations
@@ -10,24 +13,62 @@ from pathlib import Path
 
 import numpy as np
 
+from . import metrics
 from .cli import restorer_from_args, run_main, tool_parser
+from .compare import compare_panels, comparison
 from .errors import ConfigError, MissingPathError
+from .evaluate import baseline_image
 from .data.images import list_images, read_image, write_image
 
 
-def side_by_side(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """The input enlarged (nearest) to the result's size, a 4-px white gap, then the result."""
-    fy, fx = after.shape[0] // before.shape[0], after.shape[1] // before.shape[1]
-    enlarged = np.repeat(np.repeat(before, fy, axis=0), fx, axis=1)[: after.shape[0], : after.shape[1]]
-    gap = np.full((after.shape[0], 4, 3), 255, dtype=np.uint8)
-    return np.concatenate([enlarged, gap, after], axis=1)
+def _targets(target: str | None, inputs: list[Path], folder_input: bool) -> list[Path | None]:
+    """The clean image of each input: --target itself for one input file, the file of the same stem in
+    the --target folder for a folder of inputs; None for each without --target."""
+    if target is None:
+        return [None] * len(inputs)
+    target = Path(target)
+    if not folder_input:
+        if not target.is_file():
+            raise MissingPathError(f"--target {target}: no such image file (one --input file needs one clean image)")
+        return [target]
+    by_stem = {}
+    for path in list_images(target):
+        if path.stem in by_stem:  # which one is the reference would be a guess
+            raise ConfigError(f"--target {target}: {by_stem[path.stem].name} and {path.name} have the same stem")
+        by_stem[path.stem] = path
+    for src in inputs:
+        if src.stem not in by_stem:
+            raise ConfigError(f"--target {target}: no clean image named {src.stem}.* for {src}")
+    return [by_stem[src.stem] for src in inputs]
+
+
+def _read_target(path: Path, result_shape) -> np.ndarray:
+    """The clean image cropped to the result's size (SR originals need not be a multiple of the scale)."""
+    target = read_image(path)
+    h, w = result_shape[:2]
+    if target.shape[0] < h or target.shape[1] < w:
+        raise ConfigError(f"{path}: the target is {target.shape[1]}x{target.shape[0]} but the result is {w}x{h}")
+    return target[:h, :w]
+
+
+def _describe_psnr(task, result, baseline, target, path: Path) -> str:
+    shave = metrics.shave_for(task)
+    try:
+        model, base = (metrics.psnr(x, target, shave=shave, y_channel=True) for x in (result, baseline))
+    except ConfigError as error:  # an image too small to measure: say which
+        raise ConfigError(f"{path}: {error}") from None
+    return f"PSNR-Y {model:.3f} dB, {task.baseline_name} {base:.3f} dB (gain {model - base:+.3f} dB)"
 
 
 def main(argv=None) -> None:
     parser = tool_parser("python -m ipt.restore", __doc__)
     parser.add_argument("--input", required=True, help="an image file or a folder of images")
     parser.add_argument("--output", required=True, help="an image file (for one input) or a folder")
-    parser.add_argument("--compare", action="store_true", help="also write NAME_compare.png: input | result")
+    parser.add_argument("--compare", action="store_true",
+                        help="also write NAME_compare.png: input | baseline (SR) | result | target (with --target)")
+    parser.add_argument("--target", default=None,
+                        help="the clean image (for one --input file) or a folder of them matched by file stem: "
+                             "prints PSNR-Y against it and adds it to --compare")
     args = parser.parse_args(argv)
 
     source = Path(args.input)
@@ -40,14 +81,22 @@ def main(argv=None) -> None:
         inputs, outputs = [source], [Path(args.output)]
     else:
         raise MissingPathError(f"--input {source}: no such file or folder")
+    targets = _targets(args.target, inputs, source.is_dir())  # before the model loads: bad names fail fast
     restorer = restorer_from_args(args)
-    for src, dst in zip(inputs, outputs):
+    task = restorer.task
+    for src, dst, target_path in zip(inputs, outputs, targets):
         image = read_image(src)
         result = restorer.restore(image)
+        target = None if target_path is None else _read_target(target_path, result.shape)
+        line = f"{src} -> {dst} ({image.shape[1]}x{image.shape[0]} -> {result.shape[1]}x{result.shape[0]})"
         write_image(dst, result)
+        baseline = baseline_image(task, image) if args.compare or target is not None else None
         if args.compare:
-            write_image(dst.with_name(f"{dst.stem}_compare.png"), side_by_side(image, result))
-        print(f"{src} -> {dst} ({image.shape[1]}x{image.shape[0]} -> {result.shape[1]}x{result.shape[0]})")
+            panels = compare_panels(task, image, baseline, result, target)
+            write_image(dst.with_name(f"{dst.stem}_compare.png"), comparison(panels))
+        if target is not None:
+            line += f", {_describe_psnr(task, result, baseline, target, target_path)}"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,21 @@ class Task:
         device: float (float32 for uint8 input), (H, W) / scale. Deterministic in (seed, sample ids)."""
         return self.degradation(hr, seed, sample_ids)
 
+    @property
+    def baseline_name(self) -> str:
+        """What the model is measured against: "bicubic" for SR, "input" for restoration."""
+        return "bicubic" if self.scale > 1 else "input"
+
+    def baseline(self, degraded: torch.Tensor) -> torch.Tensor:
+        """The result without a model, which a model has to beat: for SR the input as an 8-bit image
+        enlarged by MATLAB bicubic (imresize(lr, scale), the "Bicubic" rows of the SR literature), for
+        denoising and deraining the degraded input itself. (B, C, h, w) -> float (B, C, h*s, w*s)."""
+        if self.scale == 1:
+            return _as_float(degraded)
+        lr = degraded if degraded.dtype == torch.uint8 else degraded.clamp(0, 255).round().to(torch.uint8)
+        size = (lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
+        return bicubic_downsample(lr, size=size).float()
+
     def pair(self, hr: torch.Tensor, seed: int, sample_ids: torch.Tensor | None = None):
         """(degraded input, clean float target) for a batch of clean crops."""
         return self.degrade(hr, seed, sample_ids), _as_float(hr)

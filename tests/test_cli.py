@@ -32,11 +32,19 @@ def workdir(tmp_path_factory):
 
 
 def test_restore_file_with_comparison(kernels, workdir):
+    from ipt.compare import detail_window
+
     done = run("ipt.restore", "--task", "sr2", "--weights", "tiny.safetensors", "--input", "clean/coffee.png",
                "--output", "out/coffee_x2.png", "--compare", cwd=workdir)
     assert done.returncode == 0, done.stderr
-    assert read_image(workdir / "out" / "coffee_x2.png").shape == (120, 144, 3)
-    assert read_image(workdir / "out" / "coffee_x2_compare.png").shape == (120, 2 * 144 + 4, 3)
+    result = read_image(workdir / "out" / "coffee_x2.png")
+    assert result.shape == (120, 144, 3)
+    picture = read_image(workdir / "out" / "coffee_x2_compare.png")
+    # input | bicubic | model: a 120-px window (the height) zoomed 2x (the most within 320 px), 4-px gaps
+    assert picture.shape[1] == 3 * 240 + 2 * 4 and picture.shape[0] > 240
+    assert (picture[:, 240:244] == 255).all() and (picture[:, 484:488] == 255).all()
+    top, left = detail_window(result, 120)  # without a target the model's result is the reference
+    np.testing.assert_array_equal(picture[-240:, 488:], result[top:top + 120, left:left + 120].repeat(2, 0).repeat(2, 1))
 
 
 def test_restore_folder_with_official_file(kernels, workdir):
@@ -61,7 +69,14 @@ def test_evaluate_clean_folder(kernels, workdir):
     assert report["layout"] == "clean" and report["shave"] == 0 and len(report["images"]) == 2
     mean = np.mean([r["psnr_y"] for r in report["images"]])
     assert report["mean"]["psnr_y"] == pytest.approx(mean)
-    assert (workdir / "ev" / "metrics.csv").read_text().splitlines()[0] == "image,psnr_y,ssim_y,psnr_rgb,ssim_rgb"
+    assert (workdir / "ev" / "metrics.csv").read_text().splitlines()[0] == (
+        "image,psnr_y,ssim_y,psnr_rgb,ssim_rgb,baseline_psnr_y,baseline_ssim_y,baseline_psnr_rgb,baseline_ssim_rgb,"
+        "gain_psnr_y,gain_psnr_rgb")
+    # Denoising's baseline is the noisy input itself: sigma 30 noise alone scores 18.6 dB.
+    assert report["baseline"] == "input" and "baseline: input" in done.stdout
+    for row in report["images"]:
+        assert 17.5 < row["baseline_psnr_rgb"] < 21.5  # (clipping at 0 and 255 takes some noise away)
+        assert row["gain_psnr_y"] == pytest.approx(row["psnr_y"] - row["baseline_psnr_y"])
 
 
 def test_evaluate_pairs_gives_the_metric_of_the_pairs(kernels, workdir):
@@ -83,6 +98,12 @@ def test_evaluate_pairs_gives_the_metric_of_the_pairs(kernels, workdir):
     assert report["layout"] == "HR/LR_bicubic" and report["shave"] == 2
     sr = Restorer(task="sr2", weights=workdir / "tiny.safetensors", device="cpu").restore(lr)
     assert report["images"][0]["psnr_y"] == pytest.approx(metrics.psnr(sr, hr, shave=2), abs=1e-9)
+    # SR's baseline: MATLAB imresize(lr, 2, 'bicubic') of the 8-bit input (an independent numpy version).
+    from matlab_imresize import imresize
+
+    bicubic = imresize(lr, 2.0)
+    assert report["baseline"] == "bicubic"
+    assert report["images"][0]["baseline_psnr_y"] == pytest.approx(metrics.psnr(bicubic, hr, shave=2), abs=1e-6)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -122,7 +143,8 @@ def test_unreadable_image_and_unpaired_data(workdir):
 TRAINING_FLAGS = {"--steps": "steps", "--epochs": "epochs", "--batch-size": "batch_size", "--micro-batch": "micro_batch",
                   "--lr": "lr", "--workers": "workers", "--seed": "seed", "--amp": "amp", "--compile": "compile",
                   "--checkpoint-every": "checkpoint_every", "--dist-timeout": "dist_timeout",
-                  "--heartbeat-timeout": "heartbeat_timeout", "--wait-timeout": "wait_timeout", "--dali": "loader"}
+                  "--heartbeat-timeout": "heartbeat_timeout", "--wait-timeout": "wait_timeout", "--dali": "loader",
+                  "--lr-decay": "lr_decay", "--warmup-steps": "warmup_steps", "--validate-every": "validate_every"}
 
 
 def _training_parser():
@@ -149,7 +171,8 @@ def _one_setting(option):
     return {"--amp": (["--amp", "bf16"], "bf16"), "--compile": (["--compile"], True), "--dali": (["--dali"], "dali"),
             "--lr": (["--lr", "0.125"], 0.125), "--dist-timeout": (["--dist-timeout", "7.5"], 7.5),
             "--heartbeat-timeout": (["--heartbeat-timeout", "9.5"], 9.5),
-            "--wait-timeout": (["--wait-timeout", "11.5"], 11.5)}.get(option, ([option, "17"], 17))
+            "--wait-timeout": (["--wait-timeout", "11.5"], 11.5),
+            "--lr-decay": (["--lr-decay", "cosine"], "cosine")}.get(option, ([option, "17"], 17))
 
 
 @pytest.mark.parametrize("option", sorted(TRAINING_FLAGS))
@@ -234,3 +257,77 @@ def test_dali_asked_for_but_missing_is_one_clear_line(tmp_path, monkeypatch, cap
     assert ended.value.code == 2
     assert capsys.readouterr().err == ("error: DALI is not installed: pip install nvidia-dali-cuda130 (or leave out "
                                        "--dali to use the torch loader)\n")
+
+
+# --- comparison pictures and PSNR against a clean reference ------------------------------------------------
+
+def _sr_targets(workdir):
+    """hr/NAME.png: clean images a little larger than the x2 results of clean/NAME.png (cropped to fit)."""
+    for name in ("astronaut", "coffee"):
+        write_image(workdir / "hr" / f"{name}.png", photo(name)[:121, :145])
+    return workdir / "hr"
+
+
+def _printed_psnrs(line):
+    import re
+
+    return [float(v) for v in re.findall(r"(-?\d+\.\d+) dB", line)]
+
+
+def test_restore_comparison_with_target_and_its_psnr(kernels, workdir):
+    from ipt import metrics
+    from ipt.compare import detail_window
+    from ipt.evaluate import baseline_image
+    from ipt.tasks import get_task
+
+    hr = _sr_targets(workdir)
+    done = run("ipt.restore", "--task", "sr2", "--weights", "tiny.safetensors", "--input", "clean/coffee.png",
+               "--output", "outt/coffee_x2.png", "--compare", "--target", "hr/coffee.png", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    picture = read_image(workdir / "outt" / "coffee_x2_compare.png")
+    assert picture.shape[1] == 4 * 240 + 3 * 4 and picture.shape[0] > 240  # input | bicubic | model | target
+    assert all((picture[:, k * 244 + 240:(k + 1) * 244] == 255).all() for k in range(3))
+    target = read_image(hr / "coffee.png")[:120, :144]
+    top, left = detail_window(target, 120)  # the window is chosen on the target
+    np.testing.assert_array_equal(picture[-240:, 3 * 244:], target[top:top + 120, left:left + 120].repeat(2, 0).repeat(2, 1))
+    result = read_image(workdir / "outt" / "coffee_x2.png")
+    baseline = baseline_image(get_task("sr2"), read_image(workdir / "clean" / "coffee.png"))
+    expected = [metrics.psnr(x, target, shave=2, y_channel=True) for x in (result, baseline)]
+    model, bicubic, gain = _printed_psnrs(done.stdout)
+    assert (model, bicubic) == pytest.approx(expected, abs=6e-4) and gain == pytest.approx(model - bicubic, abs=2e-3)
+    assert "bicubic" in done.stdout
+
+
+def test_restore_folder_with_target_folder_prints_psnrs_without_comparison(kernels, workdir):
+    _sr_targets(workdir)
+    done = run("ipt.restore", "--task", "sr2", "--weights", "tiny.safetensors", "--input", "clean", "--output", "outf",
+               "--target", "hr", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 2 and all("PSNR-Y" in line and len(_printed_psnrs(line)) == 3 for line in lines), lines
+    assert sorted(p.name for p in (workdir / "outf").iterdir()) == ["astronaut.png", "coffee.png"]  # no _compare
+
+
+def test_restore_target_errors_name_the_file(workdir):
+    write_image(workdir / "hr_one" / "coffee.png", photo("coffee")[:121, :145])
+    write_image(workdir / "small" / "coffee.png", photo("coffee")[:100, :144])
+    for target, message in (("hr_one", "no clean image named astronaut.* for clean/astronaut.png"),
+                            ("small/coffee.png", "small/coffee.png: the target is 144x100 but the result is 144x120")):
+        source = "clean" if target == "hr_one" else "clean/coffee.png"
+        done = run("ipt.restore", "--task", "sr2", "--weights", "tiny.safetensors", "--input", source, "--output", "oute",
+                   "--target", target, cwd=workdir)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_compare_writes_one_picture_per_image(kernels, workdir):
+    done = run("ipt.evaluate", "--task", "sr2", "--weights", "tiny.safetensors", "--data", "clean", "--out", "evc",
+               "--compare", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    pictures = sorted((workdir / "evc" / "compare").iterdir())
+    assert [p.name for p in pictures] == ["astronaut.png", "coffee.png"]
+    for path in pictures:  # 60x72 results: the 60-px height zoomed 5x; input | bicubic | model | target
+        picture = read_image(path)
+        assert picture.shape[1] == 4 * 300 + 3 * 4 and picture.shape[0] > 300
+        assert all((picture[:, k * 304 + 300:(k + 1) * 304] == 255).all() for k in range(3))
+    assert len(json.loads((workdir / "evc" / "metrics.json").read_text())["images"]) == 2

@@ -91,11 +91,24 @@ def test_image_errors_are_the_toolkits_user_facing_errors(tmp_path):
     assert not (tmp_path / "out.xyz").exists()
 
 
-def test_sample_images(tmp_path):
-    folder = sample_images_dir(tmp_path / "samples")
-    files = list_images(folder)
-    assert [p.stem for p in files] == sorted(SAMPLE_NAMES)
-    for path in files:
-        image = read_image(path)
-        assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8 and image.std() > 10
-    np.testing.assert_array_equal(read_image(folder / "astronaut.png"), sample_image("astronaut"))
+def test_sample_images_come_in_two_disjoint_splits(tmp_path):
+    from ipt.data.samples import SAMPLE_SPLITS, TRAINING_SAMPLES, VALIDATION_SAMPLES
+
+    assert not set(TRAINING_SAMPLES) & set(VALIDATION_SAMPLES)
+    assert sorted(TRAINING_SAMPLES + VALIDATION_SAMPLES) == sorted(SAMPLE_NAMES)
+    folders = {split: sample_images_dir(tmp_path / "samples", split=split) for split in SAMPLE_SPLITS}
+    assert folders["train"] != folders["validation"]
+    for split, folder in folders.items():
+        files = list_images(folder)
+        assert [p.stem for p in files] == sorted(SAMPLE_SPLITS[split])
+        for path in files:
+            image = read_image(path)
+            assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8 and image.std() > 10
+    np.testing.assert_array_equal(read_image(folders["validation"] / "astronaut.png"), sample_image("astronaut"))
+    camera = read_image(folders["validation"] / "camera.png")  # a grey photograph, as three equal channels
+    assert (camera[..., 0] == camera[..., 1]).all() and (camera[..., 1] == camera[..., 2]).all()
+    from skimage import data
+
+    np.testing.assert_array_equal(camera[..., 0], data.camera())
+    with pytest.raises(ConfigError, match="unknown sample split 'test'"):
+        sample_images_dir(tmp_path / "samples", split="test")

@@ -47,6 +47,27 @@ def test_sr_degradation_is_matlab_bicubic(kernels, name, scale):
     np.testing.assert_array_equal(lr[0].permute(1, 2, 0).numpy(), expected.astype(np.float32))
 
 
+@pytest.mark.parametrize("name, scale", [("sr2", 2), ("sr3", 3), ("sr4", 4)])
+def test_sr_baseline_is_matlab_bicubic_upsampling_of_the_8_bit_input(kernels, name, scale):
+    task = get_task(name)
+    lr = task.degrade(photo_batch("coffee", crop=(96, 120)), seed=0)  # float32 holding whole numbers
+    expected = imresize(lr[0].permute(1, 2, 0).numpy().astype(np.uint8), scale=float(scale))  # MATLAB imresize(lr, s)
+    baseline = task.baseline(lr)
+    assert task.baseline_name == "bicubic" and baseline.dtype == torch.float32
+    assert baseline.shape == (1, 3, 96 // scale * scale, 120 // scale * scale)
+    np.testing.assert_array_equal(baseline[0].permute(1, 2, 0).numpy(), expected.astype(np.float32))
+    # an uint8 input (an image read from a file) gives the same, and a float one is rounded to 8 bits first
+    assert torch.equal(task.baseline(lr.byte()), baseline)
+    assert torch.equal(task.baseline(lr + 0.3), baseline)
+
+
+@pytest.mark.parametrize("name", ["noise30", "noise50", "rain"])
+def test_restoration_baseline_is_the_degraded_input(kernels, name):
+    task = get_task(name)
+    noisy = task.degrade(photo_batch("coffee", crop=(48, 48)), seed=3, sample_ids=torch.tensor([0]))
+    assert task.baseline_name == "input" and torch.equal(task.baseline(noisy), noisy)
+
+
 @pytest.mark.parametrize("name, sigma", [("noise30", 30), ("noise50", 50)])
 def test_noise_degradation_has_its_sigma(kernels, name, sigma):
     hr = torch.full((2, 3, 64, 64), 128, dtype=torch.uint8)  # mid-grey: clipping at 0/255 is rare

@@ -255,6 +255,49 @@ def test_lr_steps_down_at_the_milestone(kernels, samples, tmp_path):
     assert lrs == {0: 1e-3, 1: pytest.approx(4e-4), 2: pytest.approx(4e-4)}
 
 
+def test_warm_up_then_cosine_decay(kernels, samples, tmp_path):
+    import math
+
+    config = TINY.updated(steps=9, lr=1e-3, lr_min=1e-4, lr_decay="cosine", warmup_steps=3, batch_size=4, repeat=4,
+                          checkpoint_every=100, log_every=1)
+    Trainer(config, samples, tmp_path, progress=False).run()
+    lrs = [float(r["lr"]) for r in log_rows(tmp_path)]
+    # the rate of step k (0-based): min(1, (k+1)/3) * (1e-4 + 0.9e-3 * (1 + cos(pi k / 8)) / 2)
+    expected = [min(1, (k + 1) / 3) * (1e-4 + 0.9e-3 * (1 + math.cos(math.pi * k / 8)) / 2) for k in range(9)]
+    assert lrs == pytest.approx(expected, rel=1e-6)
+    assert lrs[-1] == pytest.approx(1e-4)
+
+
+def test_learning_rate_continues_exactly_after_resume(kernels, samples, tmp_path):
+    config = TINY.updated(steps=8, lr=1e-3, lr_decay="cosine", warmup_steps=2, batch_size=4, repeat=4,
+                          checkpoint_every=4, log_every=1)
+    Trainer(config, samples, tmp_path / "whole", progress=False).run()
+    Trainer(config.updated(steps=4), samples, tmp_path / "split", progress=False).run()
+    Trainer(config, samples, tmp_path / "split", resume=True, progress=False).run()
+    whole = [float(r["lr"]) for r in log_rows(tmp_path / "whole")]
+    # the first half's schedule was for 4 steps; the resumed run follows the 8-step one from step 4 on
+    assert [float(r["lr"]) for r in log_rows(tmp_path / "split")][-4:] == whole[-4:]
+
+
+@pytest.mark.parametrize("bad, message", [({"lr_decay": "linear"}, "lr_decay must be one of"),
+                                          ({"warmup_steps": -1}, "warmup_steps must be an integer >= 0"),
+                                          ({"lr_min": 1.0}, "lr_min must be in"),
+                                          ({"validate_every": 0}, "validate_every must be an integer >= 1")])
+def test_schedule_settings_are_checked(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        TINY.updated(**bad)
+
+
+def test_validation_every_n_steps(kernels, samples, tmp_path):
+    seen = []
+    config = TINY.updated(steps=7, epochs=1000, batch_size=4, repeat=1, checkpoint_every=100, validate_every=3)
+    trainer = Trainer(config, samples, tmp_path, validate=lambda model, epoch, step: seen.append(step),
+                      progress=False)
+    trainer.run()
+    assert trainer.steps_per_epoch < 7  # epochs end on the way, and do not validate
+    assert seen == [3, 6, 7]  # every 3 steps, and the final weights
+
+
 # --- fine-tuning ---------------------------------------------------------------------------------------------
 
 
@@ -274,6 +317,15 @@ def test_finetune_keeps_one_task_validates_and_restores(kernels, tmp_path):
     assert model.head[0][0].weight.shape == pretrained.head[1][0].weight.shape
     rows = list(csv.DictReader(open(tmp_path / "ft" / "validation.csv")))
     assert rows and float(rows[-1]["psnr_y"]) > 0
+    # every validation, per image and on average, beside the baseline (bicubic for SR)
+    history = json.loads((tmp_path / "ft" / "validation.json").read_text())
+    assert [h["step"] for h in history] == [int(r["step"]) for r in rows]
+    last = history[-1]
+    assert sorted(r["image"] for r in last["images"]) == ["astronaut", "coffee"]
+    assert float(rows[-1]["baseline_psnr_y"]) == pytest.approx(sum(r["baseline_psnr_y"] for r in last["images"]) / 2)
+    assert float(rows[-1]["gain_psnr_y"]) == pytest.approx(float(rows[-1]["psnr_y"]) - float(rows[-1]["baseline_psnr_y"]))
+    assert "validating on 2 images of val: astronaut, coffee" in done.stdout
+    assert "(bicubic" in done.stdout and "\nastronaut " in done.stdout and "\nMEAN " in done.stdout
     restored = run_cli("ipt.restore", "--task", "sr3", "--weights", "ft/model.safetensors", "--input", "val/coffee.png",
                        "--output", "out.png", cwd=tmp_path)
     assert restored.returncode == 0, restored.stderr
@@ -291,10 +343,13 @@ def test_finetune_on_pairs(kernels, tmp_path):
         clean = photo(name)[:60, :60]
         write_image(tmp_path / "pairs" / "target" / f"{name}.png", clean)
         write_image(tmp_path / "pairs" / "input" / f"{name}.png", 255 - clean)
-    done = run_cli("ipt.finetune", "--task", "noise30", "--init", "init.safetensors", "--data", "pairs", "--val", "pairs",
-                   "--config", "tiny", "--steps", "3", "--batch-size", "2", "--out", "ft", "--no-progress", cwd=tmp_path)
+    args = ["ipt.finetune", "--task", "noise30", "--init", "init.safetensors", "--data", "pairs", "--val", "pairs",
+            "--config", "tiny", "--steps", "3", "--batch-size", "2", "--no-progress"]
+    refused = run_cli(*args, "--out", "ft0", cwd=tmp_path)  # validating on the training pairs: only when asked
+    assert refused.returncode == 2 and "also training images" in refused.stderr and "--allow-val-overlap" in refused.stderr
+    done = run_cli(*args, "--out", "ft", "--allow-val-overlap", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "input/target items" in done.stdout
+    assert "input/target items" in done.stdout and "validating on 3 images of pairs" in done.stdout
 
 
 def test_deprecated_training_names_still_work_with_a_warning():

@@ -15,10 +15,10 @@ from .batch import Batch, degrade_batch
 from .datasets import ImagePairs, TrainingImages, load_image_pairs, load_training_images
 from .folders import DataLayoutError
 from .images import IMAGE_SUFFIXES, UnreadableImageError, list_images, read_image, to_rgb_uint8, write_image
-from .samples import SAMPLE_NAMES, sample_image, sample_images_dir
+from .samples import SAMPLE_NAMES, TRAINING_SAMPLES, VALIDATION_SAMPLES, sample_image, sample_images_dir
 
 __all__ = ["IMAGE_SUFFIXES", "UnreadableImageError", "list_images", "read_image", "to_rgb_uint8", "write_image",
-           "SAMPLE_NAMES", "sample_image", "sample_images_dir", "Batch", "degrade_batch", "TrainingImages",
+           "SAMPLE_NAMES", "TRAINING_SAMPLES", "VALIDATION_SAMPLES", "sample_image", "sample_images_dir", "Batch", "degrade_batch", "TrainingImages",
            "ImagePairs", "load_training_images", "load_image_pairs", "DataLayoutError"]
 
 _MOVED_TO_LOADERS = ("make_loader", "BACKENDS")

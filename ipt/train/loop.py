@@ -3,17 +3,20 @@
 One optimizer step = one task (drawn per step from the seed, the same on every rank) over
 `batch_size` images: `accumulation` micro-batches of `micro_batch` images on each of the ranks. The loss
 is L1(model(degraded), clean) + lambda * contrastive(body tokens); gradients are averaged over ranks by
-DDP, clipped to a maximum norm, and applied by Adam; the learning rate steps down at epoch milestones.
+DDP, clipped to a maximum norm, and applied by Adam at the rate of ipt.train.schedule (warm-up, then
+the paper's step decay at epoch milestones or a cosine decay).
 Checkpoints record the exact data position, so a killed run resumes where it stopped.
 
 Trainer.run, the recipe: for each epoch, _train_epoch (optimizer steps: _step; their log lines;
-a checkpoint every checkpoint_every steps) and, when the epoch's data ran out before the step budget,
-_end_epoch (the learning-rate schedule, validation); then _finish (the last checkpoint, the final model,
-and its validation unless the last _end_epoch already validated these weights).
+a checkpoint every checkpoint_every steps; validation every validate_every steps, if set) and, when the
+epoch's data ran out before the step budget, _end_epoch (the next epoch's position; validation unless
+validate_every is set); then _finish (the last checkpoint, the final model, and its validation unless
+these very weights were just validated).
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import time
 import warnings
@@ -32,6 +35,7 @@ from ..model.checkpoint import CheckpointError
 from . import distributed, state
 from .config import TrainConfig
 from .contrastive import contrastive_loss
+from .schedule import LRSchedule
 from .logger import RunLog
 
 
@@ -40,8 +44,8 @@ class Trainer:
                  device: str | None = None, validate: Callable | None = None, progress: bool | None = None,
                  loader=None):
         """data: TrainingImages (degraded on the fly) or ImagePairs. model: start from these weights
-        (fine-tuning); default a new IPT(config.tasks, config.model). validate(model, epoch) -> metrics,
-        run on rank 0 after every epoch. loader: use this instead of building one from config.loader
+        (fine-tuning); default a new IPT(config.tasks, config.model). validate(model, epoch) -> metrics
+        (or validate(model, epoch, step)), run on rank 0 after every epoch, or every validate_every steps. loader: use this instead of building one from config.loader
         (anything with .tasks, len() and .epoch(epoch, start), e.g. synthetic batches for benchmarks).
 
         In a job of several ranks (torchrun), an error on any rank ends every rank: the failing rank raises
@@ -71,7 +75,6 @@ class Trainer:
         self.model = (model or IPT(config.tasks, config.model)).to(self.dist.device)
         self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=config.lr,
                                           betas=tuple(config.betas), weight_decay=config.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(config.lr_milestones), config.lr_gamma)
         self.position = state.Position(world=world)
 
         if self.dist.is_main:
@@ -87,6 +90,7 @@ class Trainer:
             raise ConfigError(f"the data ({len(self.loader)} batches of {self.micro_batch}) does not fill one step of "
                              f"{config.batch_size} images over {world} rank(s); use a smaller batch or a larger repeat")
         self.total_steps = config.steps or config.epochs * self.steps_per_epoch
+        self.scheduler = LRSchedule(config, self.total_steps)
 
     def _resume(self) -> None:
         checkpoint, path = state.load_latest(self.out, map_location=self.dist.device)
@@ -96,7 +100,6 @@ class Trainer:
                                   f"not this run's ({self.model.task_names}, {self.model.config.to_dict()})")
         self.model.load_state_dict(saved["state_dict"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.scheduler.load_state_dict(checkpoint["scheduler"])
         state.set_rng_states(checkpoint["rng"])
         self.position = state.Position(**checkpoint["position"])
         if self.position.world != self.dist.world:
@@ -122,7 +125,9 @@ class Trainer:
         """validate(model, epoch) on rank 0, if the run has a validator; the others go on to the barrier
         that follows, where they wait for it."""
         if self.validate is not None and self.dist.is_main:
-            self.validate(self.model, epoch)
+            # A validator may also take the step (validation every validate_every steps says which).
+            takes_step = "step" in inspect.signature(self.validate).parameters
+            self.validate(self.model, epoch, **({"step": self.position.step} if takes_step else {}))
         self._validated_at = self.position.step
 
     def _forward_fn(self):
@@ -154,6 +159,7 @@ class Trainer:
     def _step(self, wrapped, forward, group) -> tuple[float, float]:
         """One optimizer step over a group of micro-batches; returns their mean (l1, contrastive) losses."""
         cfg = self.config
+        self.scheduler.apply(self.optimizer, self.position.step, self.position.epoch)
         self.optimizer.zero_grad(set_to_none=True)
         losses = torch.zeros(2, device=self.dist.device)  # (l1, contrastive), summed on the device
         for j, batch in enumerate(group):
@@ -216,6 +222,9 @@ class Trainer:
             self._log_step(group, l1, contrastive, data_wait=started - waited, compute=computed - started)
             if pos.step % self.config.checkpoint_every == 0:
                 self._save()
+            if self.config.validate_every and pos.step % self.config.validate_every == 0:
+                self._validate(pos.epoch)
+                self.dist.barrier("validation")  # on the store, as at an epoch's end
         return False
 
     def _log_step(self, group, l1: float, contrastive: float, data_wait: float, compute: float) -> None:
@@ -228,11 +237,11 @@ class Trainer:
                        data_wait=data_wait, compute=compute)
 
     def _end_epoch(self) -> None:
-        """After an epoch's last step: the next epoch's position and learning rate, then validation."""
+        """After an epoch's last step: the next epoch's position (the learning rate follows it), then validation."""
         pos = self.position
         pos.epoch, pos.next_batch = pos.epoch + 1, 0
-        self.scheduler.step()
-        self._validate(pos.epoch - 1)
+        if not self.config.validate_every:  # else validation follows the steps (_train_epoch)
+            self._validate(pos.epoch - 1)
         self.dist.barrier("epoch")  # on the store: rank 0's validation may outlast dist_timeout
 
     def _finish(self) -> None:
