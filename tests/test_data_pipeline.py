@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -361,8 +362,11 @@ def test_file_list_and_builtin_samples(tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_text("# my subset\ndata/class0/astronaut.png\n\ndata/class1/chelsea.png\n")
     assert len(load_training_images(listing, cache=None)) == 2
-    samples = load_training_images(cache=None)
-    assert len(samples) == 8 and isinstance(samples, TrainingImages)
+    samples = load_training_images(cache=None)  # the built-in training split, never the held-out one
+    from ipt.data.samples import TRAINING_SAMPLES
+
+    assert sorted(Path(r.path).stem for r in samples.records) == sorted(TRAINING_SAMPLES)
+    assert isinstance(samples, TrainingImages)
     assert isinstance(samples.records[0], ImageRecord)
 
 
