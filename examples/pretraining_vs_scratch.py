@@ -27,10 +27,11 @@ import torch
 
 from ipt.compare import comparison, compare_panels
 from ipt.data import load_training_images
+from ipt.data.images import write_image
 from ipt.data.samples import sample_images_dir
-from ipt.cli import check_fresh_output
+from ipt.cli import check_fresh_output, run_main
 from ipt.errors import ConfigError
-from ipt.evaluate import evaluate, evaluate_images, summary
+from ipt.evaluate import evaluate_images, evaluate_model, summary
 from ipt.inference import Restorer
 from ipt.model import IPT, load_model
 from ipt.model.config import get_config
@@ -53,20 +54,14 @@ def pretrained_steps(path: Path, given: int | None) -> int:
 
 
 class Curve:
-    """Validation of one run every `every` steps: (total step, mean metrics) points, the first before
-    any training. `offset` turns the run's own steps into steps since the start of the whole recipe."""
+    """A run's validator (called every validate_every steps): (total step, mean metrics) points, the
+    first before any training. `offset` turns the run's own steps into steps since the start of the whole recipe."""
 
     def __init__(self, task, data: Path, offset: int):
         self.task, self.data, self.offset, self.points = task, data, offset, []
 
     def __call__(self, model, epoch=None, step=0):
-        was_training = model.training
-        model.eval()
-        try:
-            _, rows = evaluate(Restorer.from_model(model, self.task), self.data)
-        finally:
-            model.train(was_training)
-        means = summary(rows)
+        means = summary(evaluate_model(model, self.task, self.data))
         self.points.append({"step": self.offset + step, **means})
         print(f"  {self.task.name} step {self.offset + step}: PSNR-Y {means['psnr_y']:.3f} dB "
               f"(gain {means['gain_psnr_y']:+.3f})", flush=True)
@@ -225,12 +220,8 @@ def write_pictures(task, val: Path, scratch: IPT, tuned: IPT, path: Path) -> Non
     panels = [p for p in panels if p[0] != "model"]
     at = 2 if task.scale > 1 else 1
     panels[at:at] = [("from scratch", first.output), ("fine-tuned", tuned_output)]
-    from ipt.data.images import write_image
-
     write_image(path, comparison(panels))
 
 
 if __name__ == "__main__":
-    from ipt.cli import run_main
-
     run_main(main)

@@ -31,11 +31,13 @@ from .data.folders import find_pairs
 from .data.images import read_image, write_image
 from .data.samples import sample_images_dir
 from .errors import ConfigError
+from .inference import Restorer
 
 MEASURES = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
 # Every measure of the model, the same of the task's baseline (Task.baseline: bicubic for SR, the degraded
 # input otherwise), and the model's PSNR gain over the baseline in dB.
-GAINS = ("gain_psnr_y", "gain_psnr_rgb")
+GAINED = ("psnr_y", "psnr_rgb")
+GAINS = tuple(f"gain_{m}" for m in GAINED)
 COLUMNS = (*MEASURES, *(f"baseline_{m}" for m in MEASURES), *GAINS)
 
 
@@ -99,7 +101,7 @@ def evaluate_images(restorer, data, seed: int = 0):
             except ConfigError as error:  # an image too small to measure: say which
                 raise ConfigError(f"{pair.name}: {error}") from None
             row = {"image": pair.name, **model, **{f"baseline_{k}": v for k, v in base.items()},
-                   **{f"gain_{k}": model[k] - base[k] for k in ("psnr_y", "psnr_rgb")}}
+                   **{f"gain_{k}": model[k] - base[k] for k in GAINED}}
             yield Result(row, source, baseline, output, target)
 
     return layout, results()
@@ -109,6 +111,17 @@ def evaluate(restorer, data, seed: int = 0) -> tuple[str, list[dict]]:
     """(layout, rows): one row of metrics per image of `data` (the model's, its baseline's, the gains)."""
     layout, results = evaluate_images(restorer, data, seed)
     return layout, [result.row for result in results]
+
+
+def evaluate_model(model, task, data, seed: int = 0) -> list[dict]:
+    """The rows of evaluate() for a model in memory (validation during training): run in eval mode,
+    then left in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        return evaluate(Restorer.from_model(model, task), data, seed)[1]
+    finally:
+        model.train(was_training)
 
 
 def summary(rows: list[dict]) -> dict:

@@ -22,9 +22,8 @@ from .data.folders import find_pairs
 from .data.samples import sample_images_dir
 from .data.holdout import shared_images, training_files, validation_files
 from .errors import ConfigError
-from .evaluate import describe_gain, evaluate, format_table, summary
+from .evaluate import describe_gain, evaluate_model, format_table, summary
 from .files import atomic_write
-from .inference import Restorer
 from .model import IPTConfig, load_model
 from .tasks import get_task
 from .train import Trainer, TrainConfig, load_config
@@ -38,12 +37,7 @@ def make_validator(task, data, out: Path, seed: int = 0, resume: bool = False):
     history = json.loads(json_path.read_text()) if resume and json_path.is_file() else []
 
     def validate(model, epoch, step):
-        was_training = model.training
-        model.eval()
-        try:
-            _, rows = evaluate(Restorer.from_model(model, task), data, seed)
-        finally:
-            model.train(was_training)
+        rows = evaluate_model(model, task, data, seed)
         means = summary(rows)
         fresh = not csv_path.exists()
         with open(csv_path, "a", newline="") as f:

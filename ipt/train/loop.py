@@ -45,13 +45,16 @@ class Trainer:
                  loader=None):
         """data: TrainingImages (degraded on the fly) or ImagePairs. model: start from these weights
         (fine-tuning); default a new IPT(config.tasks, config.model). validate(model, epoch) -> metrics
-        (or validate(model, epoch, step)), run on rank 0 after every epoch, or every validate_every steps. loader: use this instead of building one from config.loader
+        (or validate(model, epoch, step)), run on rank 0 after every epoch, or every validate_every steps.
+        loader: use this instead of building one from config.loader
         (anything with .tasks, len() and .epoch(epoch, start), e.g. synthetic batches for benchmarks).
 
         In a job of several ranks (torchrun), an error on any rank ends every rank: the failing rank raises
         its error, the others PeerFailedError naming it, and a rank that does not end by itself within
         seconds (blocked in a collective) is ended by its watchdog (ipt.train.watchdog)."""
         self.config, self.out, self.validate, self.progress = config, Path(out), validate, progress
+        # A validator may also take the step (validation every validate_every steps says which).
+        self._validate_takes_step = validate is not None and "step" in inspect.signature(validate).parameters
         self.dist = distributed.join(config, device)
         # Everything up to the first collective is agreed: if it fails on one rank, it fails on all,
         # instead of leaving the others blocked in DDP's first broadcast.
@@ -125,9 +128,7 @@ class Trainer:
         """validate(model, epoch) on rank 0, if the run has a validator; the others go on to the barrier
         that follows, where they wait for it."""
         if self.validate is not None and self.dist.is_main:
-            # A validator may also take the step (validation every validate_every steps says which).
-            takes_step = "step" in inspect.signature(self.validate).parameters
-            self.validate(self.model, epoch, **({"step": self.position.step} if takes_step else {}))
+            self.validate(self.model, epoch, **({"step": self.position.step} if self._validate_takes_step else {}))
         self._validated_at = self.position.step
 
     def _forward_fn(self):
