@@ -127,6 +127,47 @@ inline void check_finite_min(const char* op, const char* name, double value, dou
               {"min", show(min)}, {"value", show(value)});
 }
 
+// An integer side (a length in pixels): at least `min` and below 2**kSideBits.
+inline void check_side(const char* op, const char* name, int64_t value, int64_t min) {
+  check_int_min(op, name, value, min);
+  IPT_REQUIRE(value < (int64_t{1} << contract::kSideBits), contract::msg::kSideMax, {"op", op}, {"name", name},
+              {"bits", show(contract::kSideBits)}, {"value", show(value)});
+}
+
+// Both lengths of a size argument below 2**kSideBits (their lower bound is each op's own check).
+inline void check_size_max(const char* op, at::IntArrayRef size) {
+  IPT_REQUIRE(size[0] < (int64_t{1} << contract::kSideBits) && size[1] < (int64_t{1} << contract::kSideBits),
+              contract::msg::kSizeMax, {"op", op}, {"bits", show(contract::kSideBits)}, {"value", show(size)});
+}
+
+// Whether a tensor of `sizes` (each >= 0) has fewer than 2**kNumelBits elements. The running product is
+// compared with the bound by division before each multiplication, so it never overflows.
+inline bool numel_fits(at::IntArrayRef sizes) {
+  for (const int64_t s : sizes) {
+    if (s == 0) return true;
+  }
+  constexpr int64_t kMaxNumel = (int64_t{1} << contract::kNumelBits) - 1;
+  int64_t numel = 1;
+  for (const int64_t s : sizes) {
+    if (numel > kMaxNumel / s) return false;
+    numel *= s;
+  }
+  return true;
+}
+
+inline void check_numel(const char* op, const char* name, at::IntArrayRef sizes) {
+  IPT_REQUIRE(numel_fits(sizes), contract::msg::kNumelMax, {"op", op}, {"name", name}, {"shape", show(sizes)},
+              {"bits", show(contract::kNumelBits)});
+}
+
+// An image batch's sides and element count, the bounds of contract.py.
+inline void check_image_bounds(const char* op, const at::Tensor& x) {
+  IPT_REQUIRE(x.size(2) < (int64_t{1} << contract::kSideBits) && x.size(3) < (int64_t{1} << contract::kSideBits),
+              contract::msg::kImageSideMax, {"op", op}, {"bits", show(contract::kSideBits)},
+              {"shape", show(x.sizes())});
+  check_numel(op, "x", x.sizes());
+}
+
 // The upper bound 2**63 is int64's own; the schemas carry seeds as int64, so only the front (Python)
 // can be handed a larger one, and checks it there.
 inline void check_seed(const char* op, int64_t seed) {
@@ -162,6 +203,7 @@ inline RainRanges check_rain_ranges(const char* op, std::initializer_list<at::Ar
 inline void check_image_batch(const char* op, const at::Tensor& x) {
   check_dims(op, "x", x, 4, contract::kImageLayout);
   check_dtype(op, "x", x, contract::kImageDtypes);
+  check_image_bounds(op, x);
 }
 
 inline void check_sample_ids(const char* op, const at::Tensor& ids, const at::Tensor& x) {
@@ -182,10 +224,14 @@ inline PatchGeometry check_patch_unfold(const at::Tensor& x, int64_t patch_dim, 
   constexpr const char* op = "patch_unfold";
   check_dims(op, "x", x, 4, contract::kImageLayout);
   check_dtype(op, "x", x, contract::kFloatDtypes);
-  check_int_min(op, "patch_dim", patch_dim, contract::kPatchDimMin);
+  check_image_bounds(op, x);
+  check_side(op, "patch_dim", patch_dim, contract::kPatchDimMin);
   const PatchGeometry g{x.size(1), x.size(2), x.size(3), patch_dim};
   IPT_REQUIRE(g.height % patch_dim == 0 && g.width % patch_dim == 0, contract::msg::kPatchMultiple, {"op", op},
               {"height", show(g.height)}, {"width", show(g.width)}, {"patch_dim", show(patch_dim)});
+  // The tokens have as many elements as x (checked above), but an empty x leaves their length unbounded.
+  IPT_REQUIRE(numel_fits({g.channels, patch_dim, patch_dim}), contract::msg::kTokenDimMax, {"op", op},
+              {"bits", show(contract::kNumelBits)}, {"channels", show(g.channels)}, {"patch_dim", show(patch_dim)});
   if (pos.has_value()) {
     check_shape(op, "pos", *pos, contract::kPosLayout, {g.num_tokens(), g.token_dim()});
     check_same_dtype(op, "pos", *pos, "x", x);
@@ -199,19 +245,21 @@ inline PatchGeometry check_patch_fold(const at::Tensor& tokens, int64_t patch_di
   constexpr const char* op = "patch_fold";
   check_dims(op, "tokens", tokens, 3, contract::kTokensLayout);
   check_dtype(op, "tokens", tokens, contract::kFloatDtypes);
-  check_int_min(op, "patch_dim", patch_dim, contract::kPatchDimMin);
+  check_side(op, "patch_dim", patch_dim, contract::kPatchDimMin);
   IPT_REQUIRE(size.size() == 2, contract::msg::kFoldSizeLen, {"op", op}, {"value", show(size)});
   const int64_t height = size[0], width = size[1];
   IPT_REQUIRE(height >= 1 && width >= 1 && height % patch_dim == 0 && width % patch_dim == 0,
               contract::msg::kFoldSize, {"op", op}, {"height", show(height)}, {"width", show(width)},
               {"patch_dim", show(patch_dim)});
-  const int64_t area = patch_dim * patch_dim;
+  check_size_max(op, size);
+  const int64_t area = patch_dim * patch_dim;  // < 2**62: patch_dim is a side
   IPT_REQUIRE(tokens.size(2) % area == 0, contract::msg::kTokenLength, {"op", op}, {"length", show(tokens.size(2))},
               {"area", show(area)});
   const PatchGeometry g{tokens.size(2) / area, height, width, patch_dim};
   IPT_REQUIRE(tokens.size(1) == g.num_tokens(), contract::msg::kTokenCount, {"op", op},
               {"count", show(tokens.size(1))}, {"height", show(height)}, {"width", show(width)},
               {"patch_dim", show(patch_dim)}, {"needed", show(g.num_tokens())});
+  check_numel(op, "output", {tokens.size(0), g.channels, height, width});
   return g;
 }
 
@@ -223,12 +271,18 @@ inline void check_bicubic_resize(const at::Tensor& x, at::IntArrayRef size, at::
               {"shape", show(x.sizes())});
   IPT_REQUIRE(size.size() == 2 && size[0] >= contract::kResizeSizeMin && size[1] >= contract::kResizeSizeMin,
               contract::msg::kResizeSize, {"op", op}, {"min", show(contract::kResizeSizeMin)}, {"value", show(size)});
+  check_size_max(op, size);
   bool scale_ok = scale.size() == 2;
   for (const double s : scale) {
     scale_ok = scale_ok && std::isfinite(s) && contract::kResizeScaleMin <= s && s <= contract::kResizeScaleMax;
   }
   IPT_REQUIRE(scale_ok, contract::msg::kResizeScale, {"op", op}, {"min", show(contract::kResizeScaleMin)},
               {"max", show(contract::kResizeScaleMax)}, {"value", show(scale)});
+  check_numel(op, "output", {x.size(0), x.size(1), size[0], size[1]});
+  // the image between the two passes: the axis with the smaller scale is resized first (rows on a tie)
+  const bool rows_first = scale[0] <= scale[1];
+  check_numel(op, "intermediate image",
+              {x.size(0), x.size(1), rows_first ? size[0] : x.size(2), rows_first ? x.size(3) : size[1]});
 }
 
 inline void check_add_gaussian_noise(const at::Tensor& x, double sigma, int64_t seed, const at::Tensor& sample_ids) {
@@ -244,8 +298,9 @@ inline RainRanges check_rain_streaks(const at::Tensor& sample_ids, int64_t heigh
   constexpr const char* op = "rain_streaks";
   check_dims(op, "sample_ids", sample_ids, 1, contract::kSampleIdsLayout);
   check_dtype(op, "sample_ids", sample_ids, contract::kIndexDtypes);
-  check_int_min(op, "height", height, contract::kRainSizeMin);
-  check_int_min(op, "width", width, contract::kRainSizeMin);
+  check_side(op, "height", height, contract::kRainSizeMin);
+  check_side(op, "width", width, contract::kRainSizeMin);
+  check_numel(op, "output", {sample_ids.size(0), 1, height, width});
   check_seed(op, seed);
   return check_rain_ranges(op, ranges);
 }

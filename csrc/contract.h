@@ -28,6 +28,8 @@ constexpr int64_t kSeedMin = 0;
 constexpr int64_t kResizeSizeMin = 1;
 constexpr double kResizeScaleMin = 0.0009765625;
 constexpr double kResizeScaleMax = 1024.0;
+constexpr int64_t kSideBits = 31;
+constexpr int64_t kNumelBits = 60;
 constexpr int64_t kSeedBits = 63;
 
 // Rain parameters in the ops' argument order: (low, high) ranges within [min, max].
@@ -100,11 +102,16 @@ constexpr Message kFiniteMin{"{op}: {name} must be finite and >= {min}, got {val
 constexpr Message kSeed{"{op}: seed must be an integer in [{min}, 2**{bits}), got {value}", false};
 constexpr Message kPair{"{op}: {name} must be a (low, high) pair, got {value}", false};
 constexpr Message kRange{"{op}: {name} range ({low}, {high}) must satisfy {min} <= low <= high <= {max}", false};
+constexpr Message kSideMax{"{op}: {name} must be below 2**{bits}, got {value}", false};
+constexpr Message kSizeMax{"{op}: size must be two lengths below 2**{bits}, got {value}", false};
+constexpr Message kImageSideMax{"{op}: H and W must be below 2**{bits}, got shape {shape}", false};
+constexpr Message kNumelMax{"{op}: {name} of shape {shape} must have fewer than 2**{bits} elements", false};
 constexpr Message kPatchMultiple{"{op}: H={height} and W={width} must be multiples of patch_dim={patch_dim}", false};
 constexpr Message kFoldSizeLen{"{op}: size must be (H, W), got {value}", false};
 constexpr Message kFoldSize{"{op}: size (H={height}, W={width}) must be positive multiples of patch_dim={patch_dim}", false};
 constexpr Message kTokenLength{"{op}: token length {length} is not a multiple of patch_dim^2={area}", false};
 constexpr Message kTokenCount{"{op}: got {count} tokens but size ({height}, {width}) with patch_dim {patch_dim} needs {needed}", false};
+constexpr Message kTokenDimMax{"{op}: token length C*patch_dim^2 must be below 2**{bits}, got C={channels} and patch_dim={patch_dim}", false};
 constexpr Message kImageSize{"{op}: H and W must be >= {min}, got shape {shape}", false};
 constexpr Message kResizeSize{"{op}: size must be two output lengths >= {min}, got {value}", false};
 constexpr Message kResizeScale{"{op}: scale must be two output/input length ratios in [{min}, {max}], got {value}", false};

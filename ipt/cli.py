@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import typing
 from pathlib import Path
 
 from .errors import ConfigError, IPTError
+from .files import OutputLock
 from .inference import MODES, PRECISIONS, Restorer
 from .model.config import IPTConfig
+from .preemption import exit_status
 from .train.config import PRESETS, TrainConfig, flags
-from .train.state import checkpoints
+from .train.state import checkpoints, saved_config
 
 
 def tool_parser(prog: str, doc: str, weights_required: bool = True) -> argparse.ArgumentParser:
@@ -51,13 +54,25 @@ def restorer_from_args(args):
 def run_main(main) -> None:
     """Runs a CLI main(). The toolkit's user-facing errors (ipt.errors.IPTError: bad options, files or
     data, another rank's failure) end with one line and exit status 2; in a job of several ranks the line
-    names this rank. Any other exception is a bug and keeps its traceback."""
+    names this rank. Any other exception is a bug and keeps its traceback. A training run that a signal
+    stopped (its summary's "stopped_by", after a checkpoint) exits as that signal would have: 128 + its
+    number (143 for SIGTERM), which is how schedulers and shells tell a stopped job from a failed one."""
+    # A file name that is not UTF-8 (which Python holds as surrogate escapes) must not crash a print.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
-        main()
+        result = main()
     except IPTError as error:
         where = f" (rank {os.environ.get('RANK', '?')})" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
         print(f"error{where}: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    stopped_by = result.get("stopped_by") if isinstance(result, dict) else None
+    if stopped_by:
+        print(f"stopped by {stopped_by} at step {result['steps']}: continue with the same command and --resume",
+              file=sys.stderr)
+        signum = getattr(signal, stopped_by, signal.SIGTERM)  # a peer's signal: as SIGTERM
+        raise SystemExit(exit_status(signum))
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, default_out: str) -> None:
@@ -66,6 +81,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, default_out: str) ->
     and keep the config's values (training_config)."""
     parser.add_argument("--out", default=default_out, help="checkpoints, logs and the final model (default %(default)s)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    parser.add_argument("--allow-config-changes", action="store_true",
+                        help="with --resume: apply changed learning settings (lr, schedule, optimizer, loss) instead "
+                             "of refusing them")
     parser.add_argument("--device", default=None, help="default: this rank's GPU when there is one, else the CPU")
     parser.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
     types = typing.get_type_hints(TrainConfig)
@@ -104,7 +122,21 @@ def training_config(args, base: TrainConfig) -> TrainConfig:
     return base.updated(**{name: getattr(args, name) for name, _ in flags()})
 
 
-def check_fresh_output(out, resume: bool) -> None:
-    """Never start a new run over the checkpoints of another one."""
+def resumed_config(args) -> TrainConfig | None:
+    """With --resume and no --config: the run's own settings (its last checkpoint's) with the options
+    given on this command line applied -- so that a plain `--resume` continues the run as it was started,
+    whatever options started it. None otherwise (or when --out holds no checkpoint)."""
+    if not args.resume or args.config is not None:
+        return None
+    saved = saved_config(Path(args.out))
+    return None if saved is None else training_config(args, TrainConfig.from_saved(saved))
+
+
+def check_fresh_output(out, resume: bool, main: bool = True) -> None:
+    """Never start a new run over the checkpoints of another one, nor beside a run that is still going
+    (main: this is the job's rank 0, which owns the output folder; the Trainer checks both again once it
+    holds the folder)."""
+    if main:
+        OutputLock(out).check_free()
     if not resume and checkpoints(Path(out)):
         raise ConfigError(f"{out} already holds checkpoints of a run: pass --resume to continue it, or choose another --out")

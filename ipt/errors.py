@@ -20,3 +20,8 @@ class ConfigError(IPTError, ValueError):
 
 class MissingPathError(ConfigError, FileNotFoundError):
     """A file or folder the user named does not exist (still a FileNotFoundError, as it was)."""
+
+
+class OutputError(IPTError, OSError):
+    """An output that cannot be written: a folder without write permission, on a read-only or full disk, a
+    file where a folder should be (still an OSError, as the failed write was)."""

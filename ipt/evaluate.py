@@ -27,8 +27,8 @@ import torch
 from . import metrics
 from .cli import restorer_from_args, run_main, tool_parser
 from .compare import compare_panels, comparison
-from .data.folders import find_pairs
-from .data.images import read_image, write_image
+from .data.folders import check_pair_size, find_pairs
+from .data.images import image_size, read_image, write_image
 from .data.samples import sample_images_dir
 from .errors import ConfigError
 from .inference import Restorer
@@ -78,10 +78,14 @@ class Result:
 
 
 def evaluate_images(restorer, data, seed: int = 0):
-    """(layout, iterator of Result), one per image of `data`, restored one at a time."""
+    """(layout, iterator of Result), one per image of `data`, restored one at a time. Pairs whose sizes do
+    not match (ipt.data.folders.check_pair_size) are an error before any image is restored."""
     task = restorer.task
     layout, pairs = find_pairs(data, scale=task.scale)
     shave = metrics.shave_for(task)
+    for pair in pairs:
+        if pair.input is not None:  # the headers only: cheap, and a bad pair found now, not after an hour
+            check_pair_size(pair, image_size(pair.input), image_size(pair.target), task.scale)
 
     def results():
         for sample_id, pair in enumerate(pairs):
@@ -90,11 +94,12 @@ def evaluate_images(restorer, data, seed: int = 0):
                 source, target = degraded_input(task, target, seed, sample_id)
             else:
                 source = read_image(pair.input)
+                # HR images of SR sets may be up to scale - 1 pixels larger: measured on scale x the input
+                target = target[: source.shape[0] * task.scale, : source.shape[1] * task.scale]
             output = restorer.restore(source)
-            h, w = output.shape[:2]
-            if target.shape[0] < h or target.shape[1] < w:
-                raise ConfigError(f"{pair.name}: the result is {w}x{h} but the target only {target.shape[1]}x{target.shape[0]}")
-            target = target[:h, :w]  # HR images of SR sets may not be a multiple of the scale
+            if output.shape != target.shape:
+                raise ConfigError(f"{pair.name}: the result is {output.shape[1]}x{output.shape[0]} but the target "
+                                  f"{target.shape[1]}x{target.shape[0]}")
             baseline = baseline_image(task, source)
             try:
                 model, base = measure(output, target, shave), measure(baseline, target, shave)
@@ -130,14 +135,17 @@ def summary(rows: list[dict]) -> dict:
 
 
 def write_reports(out_dir: Path, rows: list[dict], meta: dict) -> tuple[Path, Path]:
+    """metrics.csv and metrics.json. Image names come from file names, which need not be valid UTF-8: the
+    JSON file keeps them exactly (as \\udcXX escapes, which json.loads reads back), and the CSV file stays
+    valid UTF-8 by writing their undecodable bytes as such escapes too."""
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out_dir / "metrics.csv", out_dir / "metrics.json"
-    with open(csv_path, "w", newline="") as f:
+    with open(csv_path, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
         writer = csv.DictWriter(f, fieldnames=("image", *COLUMNS))
         writer.writeheader()
         writer.writerows(rows)
         writer.writerow({"image": "MEAN", **summary(rows)})
-    json_path.write_text(json.dumps({**meta, "mean": summary(rows), "images": rows}, indent=2))
+    json_path.write_text(json.dumps({**meta, "mean": summary(rows), "images": rows}, indent=2), encoding="ascii")
     return csv_path, json_path
 
 

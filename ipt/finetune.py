@@ -16,7 +16,8 @@ import csv
 import json
 from pathlib import Path
 
-from .cli import add_num_heads_argument, add_training_arguments, check_fresh_output, run_main, training_config
+from .cli import (add_num_heads_argument, add_training_arguments, check_fresh_output, resumed_config, run_main,
+                  training_config)
 from .data import load_image_pairs, load_training_images
 from .data.folders import find_pairs
 from .data.samples import sample_images_dir
@@ -32,20 +33,26 @@ from .train.distributed import join, teardown
 
 def make_validator(task, data, out: Path, seed: int = 0, resume: bool = False):
     """validate(model, epoch, step): PSNR/SSIM of the task on `data` beside its baseline, per image and on
-    average: printed, the means appended to validation.csv, every image's row to validation.json."""
+    average: printed, the means of every validation so far in validation.csv, every image's row in
+    validation.json (both rewritten whole each time; a resumed run continues the history)."""
     csv_path, json_path = out / "validation.csv", out / "validation.json"
     history = json.loads(json_path.read_text()) if resume and json_path.is_file() else []
 
     def validate(model, epoch, step):
         rows = evaluate_model(model, task, data, seed)
         means = summary(rows)
-        fresh = not csv_path.exists()
-        with open(csv_path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=("step", "epoch", *means))
-            if fresh:
-                writer.writeheader()
-            writer.writerow({"step": step, "epoch": epoch, **means})
+        # Entries of this step or later come from a run that was killed after them and resumed from an
+        # earlier checkpoint: the resumed run's replace them.
+        history[:] = [entry for entry in history if entry["step"] < step]
         history.append({"step": step, "epoch": epoch, "mean": means, "images": rows})
+
+        def write_csv(tmp):
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=("step", "epoch", *means))
+                writer.writeheader()
+                writer.writerows({"step": e["step"], "epoch": e["epoch"], **e["mean"]} for e in history)
+
+        atomic_write(csv_path, write_csv)
         atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(history, indent=1)))
         print(f"validation after step {step} (epoch {epoch}): {describe_gain(task, means)}\n"
               f"{format_table(rows, task.baseline_name)}", flush=True)
@@ -93,7 +100,8 @@ def main(argv=None) -> dict:
             model = load_model(args.init, task, num_heads=args.num_heads).subset([task.name])
             base = named or load_config("ipt-finetune" if model.config == IPTConfig() else "small-finetune")
             config = training_config(args, base.updated(model=model.config.to_dict(), tasks=(task.name,)))
-            check_fresh_output(args.out, args.resume)
+            check_fresh_output(args.out, args.resume, main=dist.is_main)
+            config = resumed_config(args) or config
             # Clean images must hold the task's clean crop; pairs' inputs one model input.
             patch_size = model.config.patch_size
             source = Path(args.data) if args.data else sample_images_dir(split="train")
@@ -104,7 +112,8 @@ def main(argv=None) -> dict:
             val_files = check_held_out(data, val, task.scale, args.allow_val_overlap)
             trainer = Trainer(config, data, out, model=model, resume=args.resume, device=args.device,
                               validate=make_validator(task, val, out, resume=args.resume),
-                              progress=False if args.no_progress else None)
+                              progress=False if args.no_progress else None,
+                              allow_config_changes=args.allow_config_changes)
         if trainer.dist.is_main:
             print(f"fine-tuning {task.name} from {args.init} on {len(data)} {layout} items of {source}; "
                   f"{trainer.total_steps} steps of {config.batch_size}", flush=True)

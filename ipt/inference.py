@@ -20,16 +20,20 @@ tile are padded by mirroring and the result cropped.
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from .deprecation import renamed_keyword
-from .errors import ConfigError
+from .devices import resolve_device
+from .errors import ConfigError, IPTError, OutputError
 from .metrics import quantize  # noqa: F401  (the output quantisation; also ipt.inference.quantize)
 from .model import load_model
 from .model.config import IPTConfig
@@ -257,7 +261,8 @@ class Restorer:
 
     weights: an official IPT file or a checkpoint of this toolkit. num_heads: the head count of an
     official-style file that is not the paper's layout (see IPT.load_official). mode: tiling ("fast" or
-    "official"). precision: "fp32" or "bf16" (autocast). device: default CUDA when available.
+    "official"). precision: "fp32" or "bf16" (autocast). device: "cpu", "cuda", "cuda:1", ... (default
+    CUDA when available; ipt.devices.resolve_device checks that it exists).
     """
 
     def __init__(self, task, weights, *, device=None, mode: str = "fast", self_ensemble: bool = False,
@@ -267,7 +272,7 @@ class Restorer:
             raise ConfigError("Restorer needs weights: an official IPT file (e.g. IPT_sr2.pt) or a checkpoint made by "
                               "python -m ipt.finetune / ipt.pretrain; nothing is downloaded")
         _check_options(mode, precision, tile_batch)
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = resolve_device(device)
         task = get_task(task)
         model = load_model(weights, task, num_heads=num_heads).to(device).eval()
         self._attach(model, task, mode, self_ensemble, tile_batch, precision, progress)
@@ -295,43 +300,226 @@ class Restorer:
             return self.model(tiles, self.task_index).float()
 
     def restore(self, image) -> np.ndarray:
-        """One image (H, W, 3) uint8 array (or a (3, H, W) / (H, W, 3) tensor in [0, 255]) -> (H*s, W*s, 3) uint8."""
+        """One image -> its restoration, (H*s, W*s, 3) uint8, s the task's scale.
+
+        The layout is the container's, never guessed from the sizes: a numpy array is (H, W, C) or (H, W),
+        as ipt.data.images.read_image returns it; a torch tensor is (C, H, W) or (H, W). C is 3 (RGB), 1
+        (grey) or 4 (RGBA: the alpha is dropped); values in [0, 255]. Anything else is a ValueError."""
         x = _as_chw_float(image).to(self.device)
         y = restore(self._model_fn, x, self.task.scale, self_ensemble=self.self_ensemble, **self.tiling)
         return quantize(y).byte().permute(1, 2, 0).cpu().numpy()
 
-    def run(self, image_or_path, output=None):
+    def run(self, image_or_path, output=None, *, overwrite: bool = False):
         """Restores an array, an image file, a folder of images or a list of files.
 
-        Returns the restored array for one image, a list of arrays otherwise. With `output`, results are
-        also written there (a file name for one input, a folder for several)."""
-        from .data.images import list_images, read_image, write_image
+        Returns the restored array for an array or one file, a list of arrays otherwise. With `output`,
+        results are also written there: a file name (.png, .jpg, ...) for an array or one file, a folder
+        for a folder or a list (NAME.png each; NAME_EXT.png where inputs share a NAME, with a warning).
+        Every output path is checked before the first image is restored (plan_outputs): none may be an
+        input or another output, and an existing file is only replaced with overwrite=True."""
+        from .data.images import list_images, read_image
 
         if isinstance(image_or_path, (np.ndarray, torch.Tensor)):
+            plan = self._plan(output, [], False, overwrite)
             result = self.restore(image_or_path)
-            if output is not None:
-                write_image(output, result)
+            if plan is not None:
+                write_output(plan.results[0], result)
             return result
+        many = isinstance(image_or_path, (list, tuple)) or Path(image_or_path).is_dir()
         paths = ([Path(p) for p in image_or_path] if isinstance(image_or_path, (list, tuple))
-                 else list_images(image_or_path) if Path(image_or_path).is_dir() else [Path(image_or_path)])
+                 else list_images(image_or_path) if many else [Path(image_or_path)])
+        plan = self._plan(output, paths, many, overwrite)
         results = []
-        for path in paths:
-            result = self.restore(read_image(path))
-            results.append(result)
-            if output is not None:
-                many = len(paths) > 1 or Path(image_or_path).is_dir()
-                write_image(Path(output) / f"{path.stem}.png" if many else output, result)
-        return results[0] if len(paths) == 1 and not isinstance(image_or_path, (list, tuple)) else results
+        for k, path in enumerate(paths):
+            results.append(self.restore(read_image(path)))
+            if plan is not None:
+                write_output(plan.results[k], results[-1])
+        return results if many else results[0]
+
+    @staticmethod
+    def _plan(output, inputs: list[Path], folder: bool, overwrite: bool) -> "OutputPlan | None":
+        """plan_outputs, named as the Python API names things, its notes as warnings; None without output."""
+        if output is None:
+            return None
+        plan = plan_outputs(output, inputs, folder=folder, overwrite=overwrite, option="output",
+                            overwrite_flag="overwrite=True")
+        for note in plan.notes:
+            warnings.warn(note, stacklevel=3)
+        return plan
 
 
 def _as_chw_float(image) -> torch.Tensor:
-    t = torch.as_tensor(np.ascontiguousarray(image)) if isinstance(image, np.ndarray) else image
-    if t.dim() == 2:
-        t = t[None].expand(3, -1, -1)
-    if t.dim() != 3:
-        raise ValueError(f"expected one image (H, W, 3) or (3, H, W), got shape {list(t.shape)}")
-    if t.shape[0] not in (1, 3) and t.shape[-1] in (1, 3, 4):
-        t = t[..., :3].permute(2, 0, 1)
-    if t.shape[0] == 1:
-        t = t.expand(3, -1, -1)
-    return t.float()
+    """(3, H, W) float of an image in the layout Restorer.restore documents: numpy (H, W[, C]), torch
+    (C, H, W) or (H, W). Sizes never decide the layout: a (3, 40, 3) array is 3 rows of 40 RGB pixels.
+    Another layout is the calling code's bug (the tools pass read_image's arrays): a plain ValueError."""
+    if isinstance(image, np.ndarray):
+        t = torch.as_tensor(np.ascontiguousarray(image))
+        t = t.permute(2, 0, 1) if t.dim() == 3 else t
+        rule, other = "a numpy image is (H, W, C) or (H, W)", "channels first? pass torch.from_numpy(image)"
+    elif isinstance(image, torch.Tensor):
+        t = image
+        rule, other = "a tensor image is (C, H, W) or (H, W)", "channels last? pass image.permute(2, 0, 1)"
+    else:
+        raise TypeError(f"an image is a numpy array or a torch tensor, not a {type(image).__name__}")
+    t = t[None] if t.dim() == 2 else t
+    if t.dim() != 3 or t.shape[0] not in (1, 3, 4) or 0 in t.shape:
+        raise ValueError(f"{rule}, with C = 1, 3 or 4: got shape {list(image.shape)} ({other})")
+    return t.expand(3, -1, -1).float() if t.shape[0] == 1 else t[:3].float()
+
+
+# --- where results are written ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """Every path a run writes, decided before it reads or restores anything."""
+
+    results: list[Path]  # one per input (the one output of an array)
+    compares: list[Path | None]  # NAME_compare.png beside each result, or None
+    notes: list[str]  # what the user should be told (renamed results), one line each
+
+
+def plan_outputs(output, inputs: Sequence[Path], *, folder: bool, compare: bool = False, overwrite: bool = False,
+                 reads: Sequence[Path] = (), option: str = "--output",
+                 overwrite_flag: str = "--overwrite") -> OutputPlan:
+    """The paths of a run's outputs, checked before the model loads and anything is written.
+
+    folder: `output` is a folder, one result per input in it (NAME.png, or NAME_EXT.png for inputs that
+    share a NAME: x.jpg and x.png give x_jpg.png and x_png.png); else `output` is the one result's file.
+    compare: also NAME_compare.png beside each result. Refused (ConfigError, naming the file): an output
+    that is one of `inputs` or `reads` (targets, weights: whatever else the run reads), two outputs on one
+    path, an existing file unless `overwrite` (never an input, even then), an output of the wrong kind (a
+    folder for one file, a file for a folder, an unknown extension); and an OutputError where files cannot
+    be created. option / overwrite_flag: how messages name the two settings (the CLI's by default)."""
+    output = Path(output)
+    if folder:
+        _check_folder_output(output, option)
+        names, notes = _result_names(inputs)
+        results = [output / name for name in names]
+        sources = [printable(src) for src in inputs]
+    else:
+        _check_file_output(output, option)
+        results, notes, sources = [output], [], [printable(src) for src in inputs[:1]] or ["the image"]
+    compares = [r.with_name(f"{r.stem}_compare.png") if compare else None for r in results]
+    planned = ([(r, f"the result of {s}") for r, s in zip(results, sources)]
+               + [(c, f"the comparison of {s}") for c, s in zip(compares, sources) if c is not None])
+    _refuse_shared(planned)
+    paths = [p for p, _ in planned]
+    _refuse_inputs(paths, [*inputs, *reads], option)
+    _refuse_existing(paths, output, overwrite, option, overwrite_flag)
+    for parent in dict.fromkeys(p.parent for p in paths):
+        _check_writable(parent)
+    return OutputPlan(results, compares, notes)
+
+
+def printable(path) -> str:
+    """A path as it can be printed: a name that is not valid UTF-8 (held by Python as surrogate escapes)
+    would make print() fail, so its undecodable bytes are shown as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _image_format(path: Path) -> str | None:
+    """The Pillow format that writes files named like `path`, or None."""
+    from PIL import Image
+
+    Image.init()
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    return fmt if fmt in Image.SAVE else None
+
+
+def _check_file_output(output: Path, option: str) -> None:
+    if output.is_dir():
+        raise ConfigError(f"{option} {printable(output)} is a folder, but the input is one image: give the result's "
+                          f"file name, e.g. {printable(output / 'result.png')}")
+    if _image_format(output) is None:
+        raise ConfigError(f"{option} {printable(output)}: not an image file name (extension {output.suffix!r}); use "
+                          ".png, .jpg, .bmp, .tif, .webp, ...")
+
+
+def _check_folder_output(output: Path, option: str) -> None:
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"{option} {printable(output)} is a file, but there are several inputs: give a folder")
+    if not output.exists() and _image_format(output) is not None:
+        raise ConfigError(f"{option} {printable(output)} looks like an image file name, but there are several inputs "
+                          "(a folder or a list): give a folder")
+
+
+def _result_names(inputs: Sequence[Path]) -> tuple[list[str], list[str]]:
+    """NAME.png for each input, NAME_EXT.png where inputs share their NAME; and a note saying so."""
+    count: dict[str, int] = {}
+    for src in inputs:
+        count[src.stem] = count.get(src.stem, 0) + 1
+    names = [f"{src.stem}_{src.suffix[1:]}.png" if count[src.stem] > 1 else f"{src.stem}.png" for src in inputs]
+    renamed = [f"{printable(src.name)} -> {printable(name)}" for src, name in zip(inputs, names) if count[src.stem] > 1]
+    if not renamed:
+        return names, []
+    more = f", ... ({len(renamed) - 4} more)" if len(renamed) > 4 else ""
+    return names, [f"note: {len(renamed)} inputs share their name with another, so their results are named "
+                   f"NAME_EXT.png: {', '.join(renamed[:4])}{more}"]
+
+
+def _refuse_shared(planned: list[tuple[Path, str]]) -> None:
+    first: dict[Path, str] = {}
+    for path, owner in planned:
+        if path in first:
+            raise ConfigError(f"{first[path]} and {owner} would both be written to {printable(path)}: rename one of "
+                              "the inputs, or restore them separately")
+        first[path] = owner
+
+
+def _refuse_inputs(outputs: list[Path], reads: Sequence[Path], option: str) -> None:
+    """No output may be a file the run reads. Compared by device and inode (as os.path.samefile does), so
+    that another spelling of the path, a link or a case-insensitive file system cannot slip through."""
+    read = {}
+    for path in reads:
+        try:
+            st = os.stat(path)
+        except OSError:  # not there: the run fails reading it, with its own message
+            continue
+        read.setdefault((st.st_dev, st.st_ino), path)
+    for path in outputs:
+        try:
+            st = os.stat(path)
+        except OSError:  # not there yet: not an input
+            continue
+        if (st.st_dev, st.st_ino) in read:
+            raise ConfigError(f"{printable(path)} would replace {printable(read[st.st_dev, st.st_ino])}, an input of "
+                              f"this run: choose another {option}")
+
+
+def _refuse_existing(outputs: list[Path], output: Path, overwrite: bool, option: str, flag: str) -> None:
+    existing = [p for p in outputs if os.path.lexists(p)]
+    folders = [p for p in existing if p.is_dir()]
+    if folders:
+        raise ConfigError(f"{printable(folders[0])} is a folder where a result would be written: choose another "
+                          f"{option}")
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more of this run's {len(outputs)} outputs)" if len(existing) > 1 else ""
+        raise ConfigError(f"{printable(existing[0])} exists already{more}: pass {flag} to replace "
+                          f"{'them' if more else 'it'}, or choose another {option} than {printable(output)}")
+
+
+def _check_writable(folder: Path) -> None:
+    """Files can be created in `folder`, or in the nearest folder above it that exists (the write makes
+    the rest): checked before the model loads, so that an unwritable output fails at once, not after."""
+    existing = folder
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"cannot write into {printable(folder)}: {printable(existing)} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write into {printable(folder)}: no permission to create files in "
+                          f"{printable(existing)}")
+
+
+def write_output(path: Path, image: np.ndarray) -> None:
+    """write_image, with a failure of the file system (a full or read-only disk, a folder that went away)
+    one OutputError naming the file."""
+    from .data.images import write_image
+
+    try:
+        write_image(path, image)
+    except OSError as error:
+        if isinstance(error, IPTError):
+            raise
+        raise OutputError(f"{printable(path)}: cannot write it ({error.strerror or error})") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import add_training_arguments, check_fresh_output, run_main, training_config
+from .cli import add_training_arguments, check_fresh_output, resumed_config, run_main, training_config
 from .data import load_training_images
 from .model import get_config
 from .tasks import get_task
@@ -22,32 +22,36 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m ipt.pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="image folder (class sub-folders fine) or file list; default: samples")
-    parser.add_argument("--config", default="small", help="a preset (small, ipt, tiny) or a .json/.toml file")
+    parser.add_argument("--config", default=None, help="a preset (small, ipt, tiny) or a .json/.toml file (default: "
+                                                       "small; with --resume, the run's own settings)")
     add_training_arguments(parser, default_out="runs/pretrain")
     args = parser.parse_args(argv)
 
-    config = training_config(args, load_config(args.config))
+    config = training_config(args, load_config(args.config or "small"))
     # Join the job before touching files, so that a failure on any rank (a missing data folder on one
     # node, say) ends every rank at once rather than leaving them waiting for it.
     dist = join(config, args.device)
     try:
         with dist.stage("start-up"):
-            check_fresh_output(args.out, args.resume)
+            check_fresh_output(args.out, args.resume, main=dist.is_main)
+            config = resumed_config(args) or config
             # Every image must hold the largest clean crop of the tasks, for this model's input size.
             patch_size = get_config(config.model).patch_size
             largest_crop = max(get_task(t).hr_crop_for(patch_size) for t in config.tasks)
             data = load_training_images(args.data, min_size=largest_crop)
             trainer = Trainer(config, data, args.out, resume=args.resume, device=args.device,
-                              progress=False if args.no_progress else None)
+                              progress=False if args.no_progress else None,
+                              allow_config_changes=args.allow_config_changes)
         if trainer.dist.is_main:
             print(f"pretraining {trainer.model.task_names} ({sum(p.numel() for p in trainer.model.parameters()):,} "
                   f"parameters) on {len(data)} images from {data.source}; {trainer.total_steps} steps of "
                   f"{config.batch_size} images ({trainer.dist.world} rank(s) x {trainer.micro_batch} x "
                   f"{trainer.accumulation}), {config.loader} loader, device {trainer.dist.device}", flush=True)
         summary = trainer.run()
-        if trainer.dist.is_main:
-            print(f"done: {summary['steps']} steps, loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}; "
-                  f"model in {summary['model']}", flush=True)
+        if trainer.dist.is_main and summary["stopped_by"] is None:
+            trained = (f"loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}"
+                       if summary["first_loss"] is not None else "nothing left to train")
+            print(f"done: {summary['steps']} steps, {trained}; model in {summary['model']}", flush=True)
         return summary
     finally:
         teardown()

@@ -5,6 +5,11 @@ window of the input, the task's baseline (bicubic, for SR only), the result and,
 image, enlarged side by side (ipt.compare). --target (a clean image for one input file, or a folder of
 clean images matched to the inputs by file stem) also prints the PSNR-Y of the result and of the baseline
 against it (SR shaves `scale` pixels off each border, as ipt.evaluate does).
+
+Nothing is lost: every output path is planned and checked before the model loads. A folder's results are
+NAME.png, or NAME_EXT.png where inputs share a NAME (x.jpg, x.png -> x_jpg.png, x_png.png; a line says
+so). No output may be an input (or --target) file or another output, and files that exist already are
+only replaced with --overwrite.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from .cli import restorer_from_args, run_main, tool_parser
 from .compare import compare_panels, comparison
 from .errors import ConfigError, MissingPathError
 from .evaluate import baseline_image
-from .data.images import list_images, read_image, write_image
+from .data.images import list_images, read_image
+from .inference import printable, plan_outputs, write_output
 
 
 def _targets(target: str | None, inputs: list[Path], folder_input: bool) -> list[Path | None]:
@@ -60,6 +66,17 @@ def _describe_psnr(task, result, baseline, target, path: Path) -> str:
     return f"PSNR-Y {model:.3f} dB, {task.baseline_name} {base:.3f} dB (gain {model - base:+.3f} dB)"
 
 
+def _inputs(source: Path) -> list[Path]:
+    if source.is_dir():
+        inputs = list_images(source)
+        if not inputs:
+            raise ConfigError(f"--input {source}: no images in this folder")
+        return inputs
+    if source.is_file():
+        return [source]
+    raise MissingPathError(f"--input {source}: no such file or folder")
+
+
 def main(argv=None) -> None:
     parser = tool_parser("python -m ipt.restore", __doc__)
     parser.add_argument("--input", required=True, help="an image file or a folder of images")
@@ -69,31 +86,30 @@ def main(argv=None) -> None:
     parser.add_argument("--target", default=None,
                         help="the clean image (for one --input file) or a folder of them matched by file stem: "
                              "prints PSNR-Y against it and adds it to --compare")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace files that exist already at the output paths (never an input file)")
     args = parser.parse_args(argv)
 
+    # Everything that can be checked without the model is, before it loads: bad names fail fast.
     source = Path(args.input)
-    if source.is_dir():
-        inputs = list_images(source)
-        if not inputs:
-            raise ConfigError(f"--input {source}: no images in this folder")
-        outputs = [Path(args.output) / f"{p.stem}.png" for p in inputs]
-    elif source.is_file():
-        inputs, outputs = [source], [Path(args.output)]
-    else:
-        raise MissingPathError(f"--input {source}: no such file or folder")
-    targets = _targets(args.target, inputs, source.is_dir())  # before the model loads: bad names fail fast
+    inputs = _inputs(source)
+    targets = _targets(args.target, inputs, source.is_dir())
+    plan = plan_outputs(args.output, inputs, folder=source.is_dir(), compare=args.compare, overwrite=args.overwrite,
+                        reads=[*(t for t in targets if t is not None), Path(args.weights)])
+    for note in plan.notes:
+        print(note)
     restorer = restorer_from_args(args)
     task = restorer.task
-    for src, dst, target_path in zip(inputs, outputs, targets):
+    for src, dst, compare_path, target_path in zip(inputs, plan.results, plan.compares, targets):
         image = read_image(src)
         result = restorer.restore(image)
         target = None if target_path is None else _read_target(target_path, result.shape)
-        line = f"{src} -> {dst} ({image.shape[1]}x{image.shape[0]} -> {result.shape[1]}x{result.shape[0]})"
-        write_image(dst, result)
-        baseline = baseline_image(task, image) if args.compare or target is not None else None
-        if args.compare:
-            panels = compare_panels(task, image, baseline, result, target)
-            write_image(dst.with_name(f"{dst.stem}_compare.png"), comparison(panels))
+        sizes = f"{image.shape[1]}x{image.shape[0]} -> {result.shape[1]}x{result.shape[0]}"
+        line = f"{printable(src)} -> {printable(dst)} ({sizes})"
+        write_output(dst, result)
+        baseline = baseline_image(task, image) if compare_path is not None or target is not None else None
+        if compare_path is not None:
+            write_output(compare_path, comparison(compare_panels(task, image, baseline, result, target)))
         if target is not None:
             line += f", {_describe_psnr(task, result, baseline, target, target_path)}"
         print(line)

@@ -9,15 +9,19 @@ general rotation, a per-pixel warp, would cost a third of the throughput. Batche
 reach torch as channels-last (B, 3, H, W) tensors without a layout copy. The decoder settings match
 Pillow's (fancy JPEG upsampling, no EXIF rotation), so on the CPU both loaders give identical pixels.
 
-A file that passed the pre-training scan can still fail to decode, and DALI then aborts the pipeline
-for good. The driver then decodes the files of the batches in flight with Pillow, skips the culprits
-(counted warning), builds a new pipeline and resumes at the first unfinished batch: no lost epoch.
+A file that passed the pre-training scan can be gone or unreadable by the time its batch comes: the
+source reads every file's bytes before handing a batch to DALI, leaves out the samples whose files it
+cannot read, and passes over a batch with none left (counted warnings, ipt.data.loader). A file can also
+fail to decode or to crop (damaged, or replaced by an image of another size), and DALI then aborts the
+pipeline for good. The driver then decodes the bytes of the batches in flight with Pillow, skips the
+culprits (counted warning), builds a new pipeline and resumes at the first unfinished batch: no lost epoch.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections import deque
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -27,7 +31,8 @@ from ipt.data.batch import Batch, flips_then_transpose
 from ipt.data.datasets import ImagePairs, TrainingImages
 from ipt.data.images import UnreadableImageError, read_image
 from ipt.data.loader import PlannedLoader
-from ipt.data.plan import EpochPlan
+from ipt.data.plan import BatchSpec, EpochPlan, SampleSpec
+from ipt.data.scan import ImageRecord
 from ipt.errors import IPTError
 
 # DALI is imported inside the functions that use it, never at the top: it is an optional dependency
@@ -88,47 +93,82 @@ def build_pipeline(source, paired: bool, batch_size: int, threads: int, device_i
     return pipe
 
 
+@dataclass
+class Fed:
+    """A batch handed to DALI, kept until the driver takes its result."""
+
+    spec: BatchSpec
+    samples: list[SampleSpec]  # those whose files could be read
+    encoded: list[tuple[tuple[ImageRecord, np.ndarray], ...]]  # per sample: its files and their bytes, as DALI got them
+    unread: list[str]  # files of the batch that could not be read
+    passed_over: list[tuple[int, list[str]]]  # (index, unread files) of the batches before it with no sample left
+
+
 class PlanSource:
     """external_source callback: the next batch of the plan as encoded bytes and crop/augment arguments;
-    remembers what it handed out until the driver has taken the results."""
+    remembers what it handed out (in_flight) until the driver has taken the results. Files are read here,
+    before DALI sees them, so one that is gone is a sample left out, not a failed pipeline."""
 
     def __init__(self, data, skip: set):
         self.data, self.skip = data, skip
         self.plan, self.next = None, 0
-        self.in_flight: deque = deque()  # (BatchSpec, samples) fed but not yet returned
+        self.in_flight: deque[Fed] = deque()
+        self.passed_over_at_end: list[tuple[int, list[str]]] = []  # after the last batch fed
 
     def restart(self, plan: EpochPlan, start: int) -> None:
         self.plan, self.next = plan, start
         self.in_flight.clear()
+        self.passed_over_at_end = []
 
-    def _files(self, sample):
+    def _files(self, sample) -> tuple[ImageRecord, ...]:
         record = self.data.records[sample.item]
-        return (record.input.path, record.target.path) if isinstance(self.data, ImagePairs) else (record.path,)
+        return (record.input, record.target) if isinstance(self.data, ImagePairs) else (record,)
+
+    def _read(self, spec: BatchSpec) -> Fed:
+        """The batch's samples whose files (none known bad) can all be read, with their bytes."""
+        fed = Fed(spec, [], [], [], [])
+        for sample in spec.samples:
+            files = self._files(sample)
+            if any(f.path in self.skip for f in files):
+                continue
+            encoded = []
+            for file in files:
+                try:
+                    encoded.append((file, np.fromfile(file.path, dtype=np.uint8)))
+                except OSError:  # deleted or made unreadable since the scan
+                    fed.unread.append(file.path)
+                    break
+            else:
+                fed.samples.append(sample)
+                fed.encoded.append(tuple(encoded))
+        return fed
 
     def __call__(self):
+        passed_over = []
         while self.next < len(self.plan):
-            spec = self.plan.batch(self.next)
+            fed = self._read(self.plan.batch(self.next))
             self.next += 1
-            samples = [s for s in spec.samples if not any(f in self.skip for f in self._files(s))]
-            if samples:
+            if fed.samples:
                 break
+            passed_over.append((fed.spec.index, fed.unread))
         else:
+            self.passed_over_at_end = passed_over
             raise StopIteration
-        self.in_flight.append((spec, samples))
+        fed.passed_over = passed_over
+        self.in_flight.append(fed)
+        spec, samples = fed.spec, fed.samples
         # Per-sample scalars and pairs go as one array per batch (first axis: the samples).
         flip_h, flip_v, swap = (np.array(column) for column in zip(*(flips_then_transpose(s) for s in samples)))
         anchors = np.array([[s.left, s.top] for s in samples], np.int32)  # (x, y), DALI's "WH" order
 
-        def crop_args(paths, scale):
-            return ([np.fromfile(p, dtype=np.uint8) for p in paths], anchors * scale,
+        def crop_args(side, scale):
+            return ([files[side][1] for files in fed.encoded], anchors * scale,
                     np.full((len(samples), 2), spec.crop * scale, np.int32))
 
         flips = (flip_h.astype(np.int32), flip_v.astype(np.int32), swap.astype(bool))
-        if isinstance(self.data, ImagePairs):
-            records = [self.data.records[s.item] for s in samples]
-            return (*crop_args([r.input.path for r in records], 1),
-                    *crop_args([r.target.path for r in records], self.data.scale), *flips)
-        return (*crop_args([self.data.records[s.item].path for s in samples], 1), *flips)
+        if isinstance(self.data, ImagePairs):  # files: (input, target)
+            return (*crop_args(0, 1), *crop_args(1, self.data.scale), *flips)
+        return (*crop_args(0, 1), *flips)
 
 
 class DaliLoader(PlannedLoader):
@@ -162,18 +202,29 @@ class DaliLoader(PlannedLoader):
             hwc = torch.from_numpy(np.array(dense))  # our own copy: DALI reuses its output buffers
         return hwc.permute(0, 3, 1, 2)
 
-    def _culprits(self, in_flight) -> set[str]:
-        """Files of the in-flight batches that Pillow cannot decode either."""
+    @staticmethod
+    def _culprits(in_flight) -> set[str]:
+        """Files of the in-flight batches whose bytes, as DALI got them, Pillow cannot decode either or
+        decodes to another size than the scan found (the crops do not fit). The bytes, not the file: it
+        may have changed or gone since."""
         bad = set()
-        for _, samples in in_flight:
-            for s in samples:
-                record = self.data.records[s.item]
-                for path in ((record.input.path, record.target.path) if self.paired else (record.path,)):
+        for fed in in_flight:
+            for files in fed.encoded:
+                for record, data in files:
                     try:
-                        read_image(path)
+                        image = read_image(record.path, data.tobytes())
                     except UnreadableImageError:
-                        bad.add(path)
+                        image = None
+                    if image is None or image.shape[:2] != (record.height, record.width):
+                        bad.add(record.path)
         return bad
+
+    def _report(self, epoch: int, fed: Fed) -> None:
+        """The counted warnings for what the source left out up to this batch."""
+        for index, unread in fed.passed_over:
+            self._unusable(epoch, index, unread, dropped=True, stacklevel=4)
+        if fed.unread:
+            self._unusable(epoch, fed.spec.index, fed.unread, dropped=False, stacklevel=4)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         plan = self.plan(epoch)
@@ -183,7 +234,7 @@ class DaliLoader(PlannedLoader):
         while k < len(plan):
             if self._pipe is None:
                 self._pipe = build_pipeline(source, self.paired, self.batch_size, self.workers, device_id,
-                                            self.seed + self.rank)
+                                            (self.seed + self.rank) % 2 ** 63)  # DALI's seed is an int64
             else:
                 self._pipe.reset()
             source.restart(plan, k)
@@ -193,21 +244,32 @@ class DaliLoader(PlannedLoader):
                     try:
                         outputs = pipe.run()
                     except StopIteration:
-                        return
-                    spec, samples = source.in_flight.popleft()
-                    k = spec.index + 1
+                        break
+                    fed = source.in_flight.popleft()
+                    self._report(epoch, fed)
+                    k = fed.spec.index + 1
                     hr = self._to_torch(outputs[0])
                     lr = self._to_torch(outputs[1]) if self.paired else None
-                    ids = torch.tensor([s.sample_id for s in samples], dtype=torch.int64, device=hr.device)
-                    yield Batch(hr, spec.task, ids, epoch, spec.index, lr)
+                    ids = torch.tensor([s.sample_id for s in fed.samples], dtype=torch.int64, device=hr.device)
+                    yield Batch(hr, fed.spec.task, ids, epoch, fed.spec.index, lr, fed.unread)
             except RuntimeError as error:
-                if isinstance(error.__cause__, StopIteration) or "StopIteration" in str(error):
-                    return
-                self._pipe = None  # DALI pipelines do not recover from a failed run: build a new one
-                bad = self._culprits(source.in_flight)
-                if not bad:
-                    raise
-                self.bad_files |= bad
-                warnings.warn(f"DALI could not decode {len(bad)} images (e.g. {sorted(bad)[0]}); skipping them and "
-                              f"resuming at batch {k} of epoch {epoch} ({len(self.bad_files)} skipped so far)",
-                              RuntimeWarning)
+                if not (isinstance(error.__cause__, StopIteration) or "StopIteration" in str(error)):
+                    self._pipe = None  # DALI pipelines do not recover from a failed run: build a new one
+                    self._recover(error, source.in_flight, epoch, k)
+                    continue  # at batch k, without the culprits
+            # The end of the epoch; the batches after the last one fed may have been passed over.
+            for index, unread in source.passed_over_at_end:
+                self._unusable(epoch, index, unread, dropped=True)
+            return
+
+    def _recover(self, error: RuntimeError, in_flight, epoch: int, k: int) -> None:
+        """After DALI failed on a batch in flight: the files to skip from now on, with a counted warning."""
+        bad = self._culprits(in_flight)
+        if not bad:  # not the data's fault that we can see: a bug, with DALI's error as its cause
+            files = sorted({r.path for fed in in_flight for files in fed.encoded for r, _ in files})
+            raise RuntimeError(f"DALI failed in batch {k} of epoch {epoch} or the next, yet Pillow decodes every "
+                               f"file it was given, at the size the scan found ({len(files)}, e.g. {files[:3]})") from error
+        self.bad_files |= bad
+        warnings.warn(f"DALI could not decode or crop {len(bad)} images (damaged, or of another size since the scan; "
+                      f"e.g. {sorted(bad)[0]}); skipping them and resuming at batch {k} of epoch {epoch} "
+                      f"({len(self.bad_files)} unusable so far)", RuntimeWarning, stacklevel=3)

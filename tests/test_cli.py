@@ -313,8 +313,8 @@ def test_restore_target_errors_name_the_file(workdir):
     write_image(workdir / "small" / "coffee.png", photo("coffee")[:100, :144])
     for target, message in (("hr_one", "no clean image named astronaut.* for clean/astronaut.png"),
                             ("small/coffee.png", "small/coffee.png: the target is 144x100 but the result is 144x120")):
-        source = "clean" if target == "hr_one" else "clean/coffee.png"
-        done = run("ipt.restore", "--task", "sr2", "--weights", "tiny.safetensors", "--input", source, "--output", "oute",
+        source, output = ("clean", "oute") if target == "hr_one" else ("clean/coffee.png", "oute.png")
+        done = run("ipt.restore", "--task", "sr2", "--weights", "tiny.safetensors", "--input", source, "--output", output,
                    "--target", target, cwd=workdir)
         assert done.returncode == 2 and message in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1

@@ -221,7 +221,8 @@ def test_config_files_and_presets(tmp_path):
     with pytest.raises(ConfigError, match="unknown task"):
         TrainConfig(tasks=("sr2", "deblur"))
     bad.write_text('{"lr_gamma": "fast", "lr_milestones": 3, "seed": 1.5}')  # wrong types: errors, not crashes
-    with pytest.raises(ConfigError, match="seed must be an integer.*lr_gamma must be in .*lr_milestones must be epochs"):
+    with pytest.raises(ConfigError, match="lr_milestones must be a list of integers, got 3; lr_gamma must be a finite "
+                                          "number, got 'fast'; seed must be an integer, got 1.5"):
         load_config(bad)
     bad.write_text("{not json")
     with pytest.raises(ConfigError, match="cannot read the config"):

@@ -48,31 +48,35 @@ __global__ void splat_kernel(Accum* __restrict__ acc, const int64_t* __restrict_
   }
 }
 
-// One block per sample: min and max of its accumulator, and (for add_rain) the sample's blend strength.
-__global__ void min_max_kernel(const Accum* __restrict__ acc, int64_t plane, Accum* __restrict__ lo_hi,
+// Min and max of each sample's accumulator, and (for add_rain) the sample's blend strength: a block per
+// sample, grid-stride over samples, since a batch is int64 and grid.x an unsigned int.
+__global__ void min_max_kernel(const Accum* __restrict__ acc, int64_t batch, int64_t plane, Accum* __restrict__ lo_hi,
                                const int64_t* __restrict__ ids, RainRanges ranges, uint64_t seed,
                                double* __restrict__ alpha) {
   __shared__ Accum lo_s[cuda::kThreadsPerBlock], hi_s[cuda::kThreadsPerBlock];
-  const Accum* a = acc + blockIdx.x * plane;
-  Accum lo = ~Accum{0}, hi = 0;
-  for (int64_t i = threadIdx.x; i < plane; i += blockDim.x) {
-    lo = a[i] < lo ? a[i] : lo;
-    hi = a[i] > hi ? a[i] : hi;
-  }
-  lo_s[threadIdx.x] = lo;
-  hi_s[threadIdx.x] = hi;
-  __syncthreads();
-  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride) {
-      lo_s[threadIdx.x] = lo_s[threadIdx.x + stride] < lo_s[threadIdx.x] ? lo_s[threadIdx.x + stride] : lo_s[threadIdx.x];
-      hi_s[threadIdx.x] = hi_s[threadIdx.x + stride] > hi_s[threadIdx.x] ? hi_s[threadIdx.x + stride] : hi_s[threadIdx.x];
+  for (int64_t b = blockIdx.x; b < batch; b += gridDim.x) {  // the same b for the whole block
+    const Accum* a = acc + b * plane;
+    Accum lo = ~Accum{0}, hi = 0;
+    for (int64_t i = threadIdx.x; i < plane; i += blockDim.x) {
+      lo = a[i] < lo ? a[i] : lo;
+      hi = a[i] > hi ? a[i] : hi;
     }
+    lo_s[threadIdx.x] = lo;
+    hi_s[threadIdx.x] = hi;
     __syncthreads();
-  }
-  if (threadIdx.x == 0) {
-    lo_hi[2 * blockIdx.x] = lo_s[0];
-    lo_hi[2 * blockIdx.x + 1] = hi_s[0];
-    alpha[blockIdx.x] = draw_rain_sample(ranges, seed, static_cast<uint64_t>(ids[blockIdx.x])).alpha;
+    for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+      if (threadIdx.x < stride) {
+        lo_s[threadIdx.x] = lo_s[threadIdx.x + stride] < lo_s[threadIdx.x] ? lo_s[threadIdx.x + stride] : lo_s[threadIdx.x];
+        hi_s[threadIdx.x] = hi_s[threadIdx.x + stride] > hi_s[threadIdx.x] ? hi_s[threadIdx.x + stride] : hi_s[threadIdx.x];
+      }
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+      lo_hi[2 * b] = lo_s[0];
+      lo_hi[2 * b + 1] = hi_s[0];
+      alpha[b] = draw_rain_sample(ranges, seed, static_cast<uint64_t>(ids[b])).alpha;
+    }
+    __syncthreads();  // thread 0 has read the totals before the next sample overwrites them
   }
 }
 
@@ -100,6 +104,10 @@ __global__ void blend_kernel(const In* __restrict__ x, const Accum* __restrict__
   }
 }
 
+// Blocks of min_max_kernel: one per sample up to this many (any GPU runs far fewer at once), then each
+// block takes several samples.
+constexpr int64_t kMaxSampleBlocks = int64_t{1} << 16;
+
 struct StreakAccumulators {
   at::Tensor acc, lo_hi, alpha;  // (B, H*W) exact sums, (B, 2) their min and max, (B,) blend strengths
 };
@@ -125,9 +133,9 @@ StreakAccumulators streak_accumulators(const at::Tensor& ids, int64_t height, in
                                                              height, width, max_padded);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  // grid.x (one block per sample) allows 2^31 - 1 blocks: one launch serves any batch.
-  min_max_kernel<<<static_cast<unsigned int>(batch), cuda::kThreadsPerBlock, 0, stream>>>(
-      acc_ptr, plane, lo_hi_ptr, ids.const_data_ptr<int64_t>(), ranges, seed, alpha.mutable_data_ptr<double>());
+  const unsigned int sample_blocks = static_cast<unsigned int>(std::min<int64_t>(batch, kMaxSampleBlocks));
+  min_max_kernel<<<sample_blocks, cuda::kThreadsPerBlock, 0, stream>>>(
+      acc_ptr, batch, plane, lo_hi_ptr, ids.const_data_ptr<int64_t>(), ranges, seed, alpha.mutable_data_ptr<double>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {acc, lo_hi, alpha};
 }

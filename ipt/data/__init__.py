@@ -14,10 +14,11 @@ import warnings
 from .batch import Batch, degrade_batch
 from .datasets import ImagePairs, TrainingImages, load_image_pairs, load_training_images
 from .folders import DataLayoutError
-from .images import IMAGE_SUFFIXES, UnreadableImageError, list_images, read_image, to_rgb_uint8, write_image
+from .images import (IMAGE_SUFFIXES, ImageTooLargeError, UnreadableImageError, list_images, read_image, to_rgb_uint8,
+                     write_image)
 from .samples import SAMPLE_NAMES, TRAINING_SAMPLES, VALIDATION_SAMPLES, sample_image, sample_images_dir
 
-__all__ = ["IMAGE_SUFFIXES", "UnreadableImageError", "list_images", "read_image", "to_rgb_uint8", "write_image",
+__all__ = ["IMAGE_SUFFIXES", "ImageTooLargeError", "UnreadableImageError", "list_images", "read_image", "to_rgb_uint8", "write_image",
            "SAMPLE_NAMES", "TRAINING_SAMPLES", "VALIDATION_SAMPLES", "sample_image", "sample_images_dir", "Batch", "degrade_batch", "TrainingImages",
            "ImagePairs", "load_training_images", "load_image_pairs", "DataLayoutError"]
 

@@ -6,7 +6,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .folders import DataLayoutError, find_pairs, find_training_images
+from .folders import DataLayoutError, check_pair_size, find_pairs, find_training_images
 from .samples import sample_images_dir
 from .scan import ImageRecord, scan_images
 
@@ -35,7 +35,8 @@ class PairRecord:
 
 @dataclass(frozen=True)
 class ImagePairs:
-    """(degraded input, clean target) pairs; targets are `scale` times the inputs' size."""
+    """(degraded input, clean target) pairs; targets are `scale` times the inputs' size (SR targets up to
+    scale - 1 pixels more per side)."""
 
     records: tuple[PairRecord, ...]
     scale: int
@@ -63,8 +64,8 @@ def load_training_images(source=None, min_size: int = 0, cache="default", full_c
 
 def load_image_pairs(root, scale: int = 1, min_size: int = 0, cache="default", full_check: bool = False) -> ImagePairs:
     """Finds and checks (input, target) pairs: input/ + target/ or HR/ + LR_bicubic/X{scale}/.
-    A missing partner or a target that is not `scale` times its input is an error; unusable or
-    too small pairs are skipped with one counted warning."""
+    A missing partner, two images of one name, or a target that is not `scale` times its input
+    (folders.check_pair_size) is an error; unusable or too small pairs are skipped with one counted warning."""
     layout, pairs = find_pairs(root, scale)
     if layout == "clean":
         raise DataLayoutError(f"{root}: expected pairs (input/ + target/, or HR/ + LR_bicubic/X{scale}/), "
@@ -78,8 +79,7 @@ def load_image_pairs(root, scale: int = 1, min_size: int = 0, cache="default", f
         if i is None or t is None:
             dropped += 1
             continue
-        if t.height < i.height * scale or t.width < i.width * scale:
-            raise DataLayoutError(f"{pair.name}: target {t.width}x{t.height} is not {scale}x its input {i.width}x{i.height}")
+        check_pair_size(pair, (i.width, i.height), (t.width, t.height), scale)
         records.append(PairRecord(pair.name, i, t))
     if dropped:
         problems = {**{f"inputs {k}": v for k, v in inputs.skipped.items()}, **{f"targets {k}": v for k, v in targets.skipped.items()}}

@@ -16,3 +16,8 @@ class MissingFolderError(DataLayoutError, FileNotFoundError):
 
 class UnreadableImageError(IPTError, ValueError):
     """A file that is not an image we can decode (missing, truncated, corrupt, or of an unknown kind)."""
+
+
+class ImageTooLargeError(UnreadableImageError):
+    """An image of more pixels than the toolkit reads (ipt.data.images.max_image_pixels): what Pillow calls a
+    possible decompression bomb."""

@@ -1,5 +1,10 @@
 """The torch DataLoader path: the same batches as the DALI pipelines (ipt.pipelines), decoded with
-Pillow in worker processes. Used when DALI is missing or by choice; the trainer takes either."""
+Pillow in worker processes. Used when DALI is missing or by choice; the trainer takes either.
+
+A file that cannot be used while loading (gone, damaged, or of another size since the scan) is skipped,
+with a counted warning, in both loaders; a batch left with no sample is dropped and the epoch goes on with the
+next batch of the plan. Batches keep their plan index, so resuming at `batch.index + 1` is right.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from .batch import Batch, augment, crop
 from .datasets import ImagePairs, TrainingImages
 from .images import UnreadableImageError, read_image
 from .plan import EpochPlan, distributed_shard
+from ..preemption import ignore_stop_signals, register_worker_cleanup
 
 
 class PlannedBatches(torch.utils.data.Dataset):
@@ -27,12 +33,16 @@ class PlannedBatches(torch.utils.data.Dataset):
 
     def _read(self, record, top, left, size, spec, skipped):
         try:
-            return augment(crop(read_image(record.path), top, left, size), spec)
+            image = read_image(record.path)
         except UnreadableImageError:
+            image = None
+        if image is None or image.shape[:2] != (record.height, record.width):  # or replaced: the crop would not fit
             skipped.append(record.path)
             return None
+        return augment(crop(image, top, left, size), spec)
 
     def __getitem__(self, i: int) -> dict:
+        """The decoded batch; "hr" None when no sample of it could be read (the loader drops it)."""
         spec = self.plan.batch(self.start + i)
         hr, lr, ids, skipped = [], [], [], []
         for s in spec.samples:
@@ -56,13 +66,11 @@ class PlannedBatches(torch.utils.data.Dataset):
                     continue
                 hr.append(image)
             ids.append(s.sample_id)
-        if not hr:
-            raise UnreadableImageError(f"every image of batch {spec.index} (epoch {spec.epoch}) is unusable: {skipped}")
 
         def stack(images):  # (B, 3, H, W) in channels-last memory: the decoded pixels, not copied again
-            return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+            return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2) if images else None
 
-        return {"hr": stack(hr), "lr": stack(lr) if lr else None, "task": spec.task, "index": spec.index,
+        return {"hr": stack(hr), "lr": stack(lr), "task": spec.task, "index": spec.index,
                 "sample_ids": torch.tensor(ids, dtype=torch.int64), "skipped": skipped}
 
 
@@ -99,6 +107,21 @@ class PlannedLoader(abc.ABC):
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of one epoch, from batch `start` on (to resume mid-epoch)."""
 
+    def _unusable(self, epoch: int, index: int, files: list[str], dropped: bool, stacklevel: int = 3) -> None:
+        """Remembers the files of batch `index` found unusable (they are skipped from now on) and says so in
+        one counted warning; dropped: no sample of the batch was left, so it is not yielded.
+        stacklevel: the warning points at the caller's loop over the epoch."""
+        files = list(dict.fromkeys(files))  # a file sampled twice in the batch is one file
+        self.bad_files.update(files)
+        where, why = f"batch {index} of epoch {epoch}", "gone, damaged or of another size since the scan"
+        if not dropped:
+            message = f"skipped {len(files)} images of {where} ({why}; e.g. {files[0]})"
+        elif files:
+            message = f"dropped {where}: none of its images is usable ({len(files)} {why}; e.g. {files[0]})"
+        else:
+            message = f"dropped {where}: all its images were found unusable before"
+        warnings.warn(f"{message}; {len(self.bad_files)} unusable so far", RuntimeWarning, stacklevel=stacklevel)
+
 
 class TorchLoader(PlannedLoader):
     """Batches of random crops (flips and quarter turns when augmenting) from TrainingImages or
@@ -109,14 +132,17 @@ class TorchLoader(PlannedLoader):
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of one epoch, from batch `start` on (to resume mid-epoch)."""
         dataset = PlannedBatches(self.data, self.plan(epoch), start, frozenset(self.bad_files))
+        register_worker_cleanup()  # workers ignore SIGTERM: the exit must not wait for them
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=None, shuffle=False, num_workers=self.workers,
             pin_memory=self.device.type == "cuda", prefetch_factor=4 if self.workers else None,
+            worker_init_fn=ignore_stop_signals,  # a scheduler's SIGTERM to the group is the trainer's to handle
         )
         for item in loader:
-            if item["skipped"]:
-                self.bad_files.update(item["skipped"])
-                warnings.warn(f"skipped {len(item['skipped'])} unreadable images in batch {item['index']} "
-                              f"(e.g. {item['skipped'][0]}); {len(self.bad_files)} so far", RuntimeWarning)
+            dropped = item["hr"] is None
+            if item["skipped"] or dropped:
+                self._unusable(epoch, item["index"], item["skipped"], dropped)
+            if dropped:
+                continue
             batch = Batch(item["hr"], item["task"], item["sample_ids"], epoch, item["index"], item["lr"], item["skipped"])
             yield batch.to(self.device) if self.device.type != "cpu" else batch

@@ -3,7 +3,9 @@
 A corrupt file must never crash an epoch, and DALI's decoders abort the whole pipeline on one. So every
 file is checked once: its header must parse, JPEG and PNG files must end with their end marker (the
 usual damage is truncation), other formats are decoded in full, and images smaller than the crop are
-set aside. Unusable files are skipped with one counted warning. Results are cached per file (path,
+set aside, as are images of more pixels than the toolkit reads (decompression bombs; the limit is
+ipt.data.images.max_image_pixels, set by $IPT_MAX_IMAGE_PIXELS). Unusable files are skipped with one
+counted warning. Results are cached per file (path,
 size, modification time), so a data set is checked once, not every run; every rank of a job may scan
 and save the same cache at once (see ScanCache).
 """
@@ -20,7 +22,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..errors import ConfigError
 from ..files import atomic_write
+from .images import ImageTooLargeError, max_image_pixels, open_image
 from .samples import default_cache_dir
 
 
@@ -53,15 +57,20 @@ def _ends_with_marker(path: Path, marker: bytes, window: int) -> bool:
 
 
 def check_image(path, full: bool = False) -> tuple[str, int, int]:
-    """(status, width, height); status 'ok', 'unreadable' or 'truncated'."""
+    """(status, width, height); status 'ok', 'unreadable', 'truncated' or TOO_LARGE (more pixels than
+    ipt.data.images.max_image_pixels)."""
     path = Path(path)
     # No warnings.catch_warnings() here: this runs in a thread pool, and catch_warnings swaps the
     # process-wide filter list, so concurrent use can leave warnings silenced for the whole process.
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:  # refuses a decompression bomb before decoding it
             width, height, fmt = img.width, img.height, img.format
             if full or fmt not in ("JPEG", "PNG"):
                 img.load()
+    except (ImageTooLargeError, Image.DecompressionBombError):  # the latter: a frame larger than the image
+        return TOO_LARGE, 0, 0
+    except ConfigError:  # a bad IPT_MAX_IMAGE_PIXELS: the user's setting to fix, not this file's fault
+        raise
     except Exception:  # PIL raises many kinds for broken files; all mean "cannot use it"
         return "unreadable", 0, 0
     # Entropy-coded JPEG data cannot contain FF D9 (FF bytes are stuffed), and IEND closes every PNG.
@@ -72,7 +81,10 @@ def check_image(path, full: bool = False) -> tuple[str, int, int]:
     return "ok", width, height
 
 
-STATUSES = ("ok", "unreadable", "truncated")  # what check_image can say of a file
+STATUSES = ("ok", "unreadable", "truncated")  # what check_image can say of a file itself, and the cache holds
+# Not a property of the file but of the limit, which $IPT_MAX_IMAGE_PIXELS may change between runs: never
+# cached, and applied to the sizes of cached files too.
+TOO_LARGE = "too large"
 
 
 class ScanCache:
@@ -149,7 +161,8 @@ class ScanCache:
 
 
 def default_scan_cache(paths: list[Path]) -> Path:
-    key = hashlib.sha1(str(Path(paths[0]).resolve().parent).encode()).hexdigest()[:16]
+    # os.fsencode: the folder's name as the file system has it, even where it is not valid UTF-8
+    key = hashlib.sha1(os.fsencode(Path(paths[0]).resolve().parent)).hexdigest()[:16]
     return default_cache_dir() / "scans" / f"{key}.tsv"
 
 
@@ -157,6 +170,7 @@ def scan_images(paths, min_size: int = 0, cache: Path | None | str = "default", 
                 threads: int = 8) -> ScanReport:
     """Checks every image; returns the usable ones (in the given order) and what was skipped and why."""
     paths = [Path(p) for p in paths]
+    limit = max_image_pixels()  # read once: a bad setting is an error now, not a skipped file per thread
     cache = ScanCache(default_scan_cache(paths) if cache == "default" and paths else (Path(cache) if cache else None))
 
     def check(path: Path):
@@ -175,8 +189,10 @@ def scan_images(paths, min_size: int = 0, cache: Path | None | str = "default", 
         results = list(pool.map(check, paths))
     report = ScanReport([])
     for path, (key, stamp, (status, width, height)) in zip(paths, results):
-        if stamp is not None:
+        if stamp is not None and status in STATUSES:
             cache.update(key, (*stamp, status, width, height))
+        if status == "ok" and limit is not None and width * height > limit:  # a size the cache remembered
+            status = TOO_LARGE
         if status == "ok" and min(width, height) < min_size:
             status = f"smaller than {min_size} px"
         if status == "ok":

@@ -81,21 +81,35 @@ def read_checkpoint(path, map_location="cpu") -> tuple[str, dict]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if _is_safetensors(path):
+        return _read_safetensors(path, map_location)
+    try:
+        content = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise CheckpointError(
+            f"{path}: neither a safetensors file nor a loadable torch checkpoint with weights only "
+            f"({type(error).__name__}: {error}). Files that need arbitrary pickled objects are refused on purpose."
+        ) from None
+    if isinstance(content, dict) and not is_model_payload(content) and is_model_payload(content.get("model")):
+        content = content["model"]  # a training checkpoint: its model
+    if is_model_payload(content):
+        _check_version(content.get("version", FORMAT_VERSION), path)
+        return "ours", content
+    return "state_dict", content
+
+
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then that many bytes of JSON. Sniffed
+    before torch's formats because the length's first byte can be anything, 0x80 (a pickle's first
+    byte) included: one of our files in 256 was read as a pickle, its metadata (config, tasks) lost."""
     with open(path, "rb") as f:
-        head = f.read(16)
-    if head[:2] == b"PK" or head[:1] == b"\x80":  # a torch zip archive or a legacy pickle
-        try:
-            content = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as error:
-            raise CheckpointError(
-                f"{path}: not a loadable checkpoint with weights only ({type(error).__name__}: {error}). "
-                "Files that need arbitrary pickled objects are refused on purpose."
-            ) from None
-        if is_model_payload(content):
-            return "ours", content
-        if isinstance(content, dict) and is_model_payload(content.get("model")):
-            return "ours", content["model"]
-        return "state_dict", content
+        head = f.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    return 8 + int.from_bytes(head[:8], "little") <= path.stat().st_size
+
+
+def _read_safetensors(path: Path, map_location) -> tuple[str, dict]:
     try:
         from safetensors import safe_open
 
@@ -103,11 +117,67 @@ def read_checkpoint(path, map_location="cpu") -> tuple[str, dict]:
             metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as error:
-        raise CheckpointError(f"{path}: neither a torch checkpoint nor a safetensors file ({error})") from None
-    if metadata.get("format") == FORMAT:
-        return "ours", {"config": json.loads(metadata["config"]), "tasks": json.loads(metadata["tasks"]),
-                        "state_dict": tensors}
-    return "state_dict", tensors
+        raise CheckpointError(f"{path}: not a readable safetensors file ({type(error).__name__}: {error})") from None
+    if metadata.get("format") != FORMAT:
+        return "state_dict", tensors
+    _check_version(metadata.get("version", FORMAT_VERSION), path)
+    return "ours", {"config": _json_field(metadata, "config", path), "tasks": _json_field(metadata, "tasks", path),
+                    "state_dict": tensors}
+
+
+def _json_field(metadata: dict, key: str, path: Path):
+    """A JSON value of our safetensors metadata (where everything is a string)."""
+    if key not in metadata:
+        raise CheckpointError(f"{path}: a checkpoint of this toolkit without its {key!r} metadata (it has "
+                              f"{sorted(metadata)})")
+    try:
+        return json.loads(metadata[key])
+    except ValueError as error:
+        raise CheckpointError(f"{path}: its {key!r} metadata is not JSON ({error}): {metadata[key][:80]!r}") from None
+
+
+def _check_version(version, path) -> None:
+    if str(version) != str(FORMAT_VERSION):
+        raise CheckpointError(f"{path}: {FORMAT} format version {version!r}; this toolkit reads version "
+                              f"{FORMAT_VERSION} (a newer toolkit wrote it, or the file is damaged)")
+
+
+def check_payload(payload: dict, source: str) -> None:
+    """The types of a model payload's entries (what IPT.from_payload reads), each wrong one named."""
+    expected = {"config": (dict, "a dict of IPTConfig fields"), "tasks": ((list, tuple), "a list of task names"),
+                "state_dict": (dict, "a dict of tensors")}
+    for key, (kind, what) in expected.items():
+        if key not in payload:
+            raise CheckpointError(f"{source}: a model of this toolkit without its {key!r} (it has "
+                                  f"{sorted(map(str, payload))})")
+        if not isinstance(payload[key], kind):
+            raise CheckpointError(f"{source}: its {key!r} should be {what}, not {type(payload[key]).__name__}")
+    if not all(isinstance(t, str) for t in payload["tasks"]):
+        raise CheckpointError(f"{source}: its 'tasks' should be task names, not {payload['tasks']!r}")
+    check_weights(payload["state_dict"], source)
+
+
+def nonfinite_tensors(state: dict) -> list[str]:
+    """The names of a state_dict's floating-point tensors that hold NaN or Inf (one reduction per tensor:
+    cheap beside reading or writing them)."""
+    return [k for k, v in state.items() if (v.is_floating_point() or v.is_complex()) and not torch.isfinite(v).all()]
+
+
+def check_weights(state: dict, source: str) -> None:
+    """A state_dict of names to tensors, every floating one finite: the first check of every way a model
+    is loaded (IPT.from_payload, IPT.from_official_state_dict), so that weights with NaN or Inf, which
+    would load without complaint and restore every image to black, are refused before anything else."""
+    bad = next(((k, v) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise CheckpointError(f"{source}: expected a state_dict (names to tensors), but it maps {bad[0]!r} to a "
+                              f"value of type {type(bad[1]).__name__}")
+    floating = [k for k, v in state.items() if v.is_floating_point() or v.is_complex()]
+    non_finite = nonfinite_tensors(state)
+    if non_finite:
+        verb = "holds" if len(non_finite) == 1 else "hold"
+        raise CheckpointError(f"{source}: {len(non_finite)} of its {len(floating)} floating-point tensors {verb} NaN "
+                              f"or Inf (e.g. {non_finite[0]}): the run that wrote it diverged; use an earlier "
+                              "checkpoint")
 
 
 # --- the official release -----------------------------------------------------------------------------------
@@ -125,8 +195,9 @@ def official_state_dict(content, source: str) -> dict:
             if key in state and isinstance(state[key], dict):
                 state = state[key]
                 break
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{source}: expected a state_dict (a dict of tensors)")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source}: expected a state_dict (names to tensors), not a {type(state).__name__}")
+    check_weights(state, source)
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -141,26 +212,36 @@ def official_layout(state: dict, source: str = "state_dict") -> dict:
     if absent:
         sample = sorted(state)[:6]
         raise CheckpointError(f"{source}: not an IPT checkpoint: no {' / '.join(absent)} (keys start {sample})")
-    n_feats = state["head.0.0.weight"].shape[0]
-    dim = state["body.linear_encoding.weight"].shape[0]
+
+    def rows(key: str) -> int:
+        """The first dimension of a weight the layout is read from: a file of another model (or a damaged
+        one) may hold a scalar or an empty tensor there."""
+        shape = tuple(state[key].shape)
+        if not shape or shape[0] < 1:
+            raise CheckpointError(f"{source}: {key} has shape {shape}, not that of an IPT weight")
+        return shape[0]
+
+    n_feats = rows("head.0.0.weight")
+    dim = rows("body.linear_encoding.weight")
     patch_dim = round((dim / n_feats) ** 0.5)
-    num_tokens = state["body.position_encoding.pe.weight"].shape[0]
+    num_tokens = rows("body.position_encoding.pe.weight")
     patch_size = round(num_tokens**0.5) * patch_dim
     num_layers = len({k.split(".")[3] for k in state if k.startswith("body.encoder.layers.")})
-    ffn = state.get("body.encoder.layers.0.linear1.weight")
-    ffn_mult = ffn.shape[0] // dim if ffn is not None else IPTConfig.ffn_mult
-    slots = sorted({int(k.split(".")[1]) for k in state if k.startswith("head.")})
+    ffn = "body.encoder.layers.0.linear1.weight"
+    ffn_mult = rows(ffn) // dim if ffn in state else IPTConfig.ffn_mult
+    # Slots are numbered head.<i>.*; any other head.* key is not a slot and fails the strict load, named.
+    slots = sorted({int(m[1]) for m in (re.match(r"head\.(\d+)\.", k) for k in state) if m})
     scales = []
     for i in slots:
-        up = state.get(f"tail.{i}.0.0.weight")
-        if up is None:
+        up = f"tail.{i}.0.0.weight"
+        if up not in state:
             scales.append(1)
-        elif up.shape[0] == 9 * n_feats:
+        elif rows(up) == 9 * n_feats:
             scales.append(3)
         else:
             scales.append(2 ** (1 + sum(f"tail.{i}.0.{j}.weight" in state for j in range(2, 16, 2))))
     return {"n_feats": n_feats, "patch_dim": patch_dim, "patch_size": patch_size, "num_layers": num_layers,
-            "ffn_mult": ffn_mult, "scales": scales, "task_rows": state["body.query_embed.weight"].shape[0],
+            "ffn_mult": ffn_mult, "scales": scales, "task_rows": rows("body.query_embed.weight"),
             "embedding_dim": dim}
 
 
@@ -231,11 +312,16 @@ def official_tasks(layout: dict, source: str, task=None) -> list[str]:
 
 def load_state_strict(model, state: dict, source: str, layout: str) -> None:
     """model.load_state_dict(state, strict=True), failing with a CheckpointError that names the keys
-    missing, unexpected or of another shape, and what the file holds (`layout`)."""
+    missing, unexpected, of another shape or not floating point where the model's are (load_state_dict
+    would cast them, hiding that the file is not what it claims), and what the file holds (`layout`)."""
+    ours = model.state_dict()
+    cast = sorted(k for k in set(ours) & set(state) if ours[k].is_floating_point() and not state[k].is_floating_point())
+    if cast:
+        raise CheckpointError(f"{source}: {len(cast)} weights are not floating point where the model's are (e.g. "
+                              f"{cast[0]}: {state[cast[0]].dtype})")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        ours = model.state_dict()
         missing = sorted(set(ours) - set(state))
         unexpected = sorted(set(state) - set(ours))
         mismatched = sorted(k for k in set(ours) & set(state) if ours[k].shape != state[k].shape)

@@ -4,6 +4,7 @@ work and tests."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import ConfigError
@@ -15,6 +16,10 @@ def reject_unknown_fields(cls, d: dict, what: str) -> None:
     unknown = sorted(set(d) - known)
     if unknown:
         raise ConfigError(f"unknown {what} {unknown}; known ones are {sorted(known)}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,14 @@ class IPTConfig:
                     f"the embedding dim n_feats * patch_dim^2 = {self.embedding_dim} must be divisible by "
                     f"num_heads {self.num_heads}"
                 )
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+        if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not _is_number(self.rgb_range) or not 0 < self.rgb_range < math.inf:
+            problems.append(f"rgb_range must be a number > 0, got {self.rgb_range!r}")
+        mean = self.rgb_mean
+        if isinstance(mean, (str, bytes)) or not hasattr(mean, "__len__") or len(mean) != 3 or not all(
+                _is_number(m) and math.isfinite(m) for m in mean):
+            problems.append(f"rgb_mean must be 3 numbers (one per RGB channel), got {mean!r}")
         if problems:
             raise ConfigError("invalid IPTConfig: " + "; ".join(problems))
 
@@ -68,7 +79,7 @@ class IPTConfig:
     def from_dict(cls, d: dict) -> "IPTConfig":
         reject_unknown_fields(cls, d, "IPTConfig fields")
         d = dict(d)
-        if "rgb_mean" in d:
+        if isinstance(d.get("rgb_mean"), list):  # JSON has no tuples
             d["rgb_mean"] = tuple(d["rgb_mean"])
         return cls(**d)
 

@@ -107,12 +107,12 @@ class IPT(nn.Module):
     @classmethod
     def from_payload(cls, payload: dict, source: str = "checkpoint") -> "IPT":
         """The model a payload of ours describes (ipt.model.checkpoint.model_payload), loaded strictly."""
+        checkpoint.check_payload(payload, source)  # the entries' types; their values are checked below
         try:
             model = cls(payload["tasks"], IPTConfig.from_dict(payload["config"]))
-            state = payload["state_dict"]
-        except (KeyError, ValueError, TypeError) as error:
-            raise checkpoint.CheckpointError(f"{source}: cannot rebuild the model it describes: {type(error).__name__}: {error}") from None
-        checkpoint.load_state_strict(model, state, source, layout=f"tasks {payload['tasks']}")
+        except (ValueError, TypeError) as error:
+            raise checkpoint.CheckpointError(f"{source}: cannot rebuild the model it describes: {error}") from None
+        checkpoint.load_state_strict(model, payload["state_dict"], source, layout=f"tasks {payload['tasks']}")
         return model
 
     @classmethod

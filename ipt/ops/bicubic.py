@@ -7,7 +7,7 @@ import numbers
 
 import torch
 
-from . import reference
+from . import checks, reference
 from ._dispatch import use_kernel
 
 
@@ -47,5 +47,7 @@ def bicubic_downsample(x: torch.Tensor, scale: float | None = None, *, size: tup
         raise ValueError(f"bicubic_downsample: x must be 4-D (B, C, H, W), got shape {list(x.shape)}")
     out_size, matlab_scale = resize_plan(x.shape[2], x.shape[3], scale, size)
     if use_kernel("bicubic_resize", x.device):
+        if not checks.fits_int64(out_size):  # the schema's int64 cannot carry it to the C++ checks
+            checks.check_bicubic_resize(x, out_size, matlab_scale)
         return torch.ops.ipt.bicubic_resize(x, out_size, matlab_scale)
     return reference.bicubic_resize(x, out_size, matlab_scale)

@@ -9,6 +9,7 @@ import math
 from typing import NamedTuple
 
 import torch
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from . import contract as c
 
@@ -89,6 +90,52 @@ def check_finite_min(op: str, name: str, value, minimum: float) -> None:
         fail("finite_min", op=op, name=name, min=minimum, value=float(value))
 
 
+def _beyond(value, bits: int) -> bool:
+    """value >= 2**bits, for the upper bounds of sizes. A symbolic size (torch.compile, torch.export) that may
+    still be in range is let through, not guarded on (a guard would pin a dynamic batch): the compiled
+    kernel checks the real size when the program runs."""
+    return statically_known_true(value >= 2**bits)
+
+
+def check_side(op: str, name: str, value, minimum: int) -> None:
+    """An integer side (a length in pixels): at least `minimum` and below 2**SIDE_BITS."""
+    check_int_min(op, name, value, minimum)
+    if _beyond(value, c.SIDE_BITS):
+        fail("side_max", op=op, name=name, bits=c.SIDE_BITS, value=value)
+
+
+def check_size_max(op: str, size) -> None:
+    """Both lengths of a size argument below 2**SIDE_BITS (their lower bound is each op's own check)."""
+    if _beyond(size[0], c.SIDE_BITS) or _beyond(size[1], c.SIDE_BITS):
+        fail("size_max", op=op, bits=c.SIDE_BITS, value=list(size))
+
+
+def numel_fits(shape) -> bool:
+    """Whether a tensor of `shape` (sizes >= 0) has fewer than 2**NUMEL_BITS elements (Python's integers
+    are exact; csrc/checks.h reaches the same answer without forming a product past the bound)."""
+    return not _beyond(math.prod(shape), c.NUMEL_BITS)
+
+
+def check_numel(op: str, name: str, shape) -> None:
+    if not numel_fits(shape):
+        fail("numel_max", op=op, name=name, shape=list(shape), bits=c.NUMEL_BITS)
+
+
+def check_image_bounds(op: str, x: torch.Tensor) -> None:
+    """An image batch's sides and element count, the bounds of contract.py."""
+    if _beyond(x.shape[2], c.SIDE_BITS) or _beyond(x.shape[3], c.SIDE_BITS):
+        fail("image_side_max", op=op, bits=c.SIDE_BITS, shape=list(x.shape))
+    check_numel(op, "x", x.shape)
+
+
+def fits_int64(*values) -> bool:
+    """Whether the schemas' int / int[] (int64) can carry every value (an int or a list of ints) to the C++
+    checks. The fronts run the Python checks on any other value, so that it is rejected by the contract's
+    message rather than by the dispatcher's cast."""
+    flat = [v for value in values for v in (value if isinstance(value, list | tuple) else [value])]
+    return all(isinstance(v, torch.SymInt) or (_is_int(v) and -(2**63) <= v < 2**63) for v in flat)
+
+
 def check_seed(op: str, seed) -> None:
     if not _is_int(seed) or not c.SEED_MIN <= seed < 2**c.SEED_BITS:
         fail("seed", op=op, min=c.SEED_MIN, bits=c.SEED_BITS, value=seed)
@@ -116,6 +163,7 @@ def check_image_batch(op: str, x) -> None:
     check_tensor(op, "x", x)
     check_dims(op, "x", x, 4, c.LAYOUTS["image"])
     check_dtype(op, "x", x, "image")
+    check_image_bounds(op, x)
 
 
 def check_sample_ids(op: str, ids, x: torch.Tensor) -> None:
@@ -153,10 +201,14 @@ def check_patch_unfold(x, patch_dim, pos) -> PatchGeometry:
     check_tensor(op, "x", x)
     check_dims(op, "x", x, 4, c.LAYOUTS["image"])
     check_dtype(op, "x", x, "float")
-    check_int_min(op, "patch_dim", patch_dim, c.PATCH_DIM_MIN)
+    check_image_bounds(op, x)
+    check_side(op, "patch_dim", patch_dim, c.PATCH_DIM_MIN)
     g = PatchGeometry(x.shape[1], x.shape[2], x.shape[3], patch_dim)
     if g.height % patch_dim != 0 or g.width % patch_dim != 0:
         fail("patch_multiple", op=op, height=g.height, width=g.width, patch_dim=patch_dim)
+    # The tokens have as many elements as x (checked above), but an empty x leaves their length unbounded.
+    if not numel_fits((g.channels, patch_dim, patch_dim)):
+        fail("token_dim_max", op=op, bits=c.NUMEL_BITS, channels=g.channels, patch_dim=patch_dim)
     if pos is not None:
         check_tensor(op, "pos", pos)
         check_shape(op, "pos", pos, c.LAYOUTS["pos"], (g.num_tokens, g.token_dim))
@@ -170,12 +222,13 @@ def check_patch_fold(tokens, patch_dim, size) -> PatchGeometry:
     check_tensor(op, "tokens", tokens)
     check_dims(op, "tokens", tokens, 3, c.LAYOUTS["tokens"])
     check_dtype(op, "tokens", tokens, "float")
-    check_int_min(op, "patch_dim", patch_dim, c.PATCH_DIM_MIN)
+    check_side(op, "patch_dim", patch_dim, c.PATCH_DIM_MIN)
     if len(size) != 2:
         fail("fold_size_len", op=op, value=list(size))
     height, width = size
     if height < 1 or width < 1 or height % patch_dim != 0 or width % patch_dim != 0:
         fail("fold_size", op=op, height=height, width=width, patch_dim=patch_dim)
+    check_size_max(op, size)
     area = patch_dim * patch_dim
     if tokens.shape[2] % area != 0:
         fail("token_length", op=op, length=tokens.shape[2], area=area)
@@ -183,6 +236,7 @@ def check_patch_fold(tokens, patch_dim, size) -> PatchGeometry:
     if tokens.shape[1] != g.num_tokens:
         fail("token_count", op=op, count=tokens.shape[1], height=height, width=width, patch_dim=patch_dim,
              needed=g.num_tokens)
+    check_numel(op, "output", (tokens.shape[0], g.channels, height, width))
     return g
 
 
@@ -193,9 +247,15 @@ def check_bicubic_resize(x, size, scale) -> None:
         fail("image_size", op=op, min=c.RESIZE_SIZE_MIN, shape=list(x.shape))
     if len(size) != 2 or min(size) < c.RESIZE_SIZE_MIN:
         fail("resize_size", op=op, min=c.RESIZE_SIZE_MIN, value=list(size))
+    check_size_max(op, size)
     scale = [float(s) for s in scale]
     if len(scale) != 2 or not all(math.isfinite(s) and c.RESIZE_SCALE_MIN <= s <= c.RESIZE_SCALE_MAX for s in scale):
         fail("resize_scale", op=op, min=c.RESIZE_SCALE_MIN, max=c.RESIZE_SCALE_MAX, value=scale)
+    batch, channels, in_h, in_w = x.shape
+    check_numel(op, "output", (batch, channels, size[0], size[1]))
+    # the image between the two passes: the axis with the smaller scale is resized first (rows on a tie)
+    intermediate = (size[0], in_w) if scale[0] <= scale[1] else (in_h, size[1])
+    check_numel(op, "intermediate image", (batch, channels, *intermediate))
 
 
 def check_add_gaussian_noise(x, sigma, seed, sample_ids) -> None:
@@ -211,8 +271,9 @@ def check_rain_streaks(sample_ids, height, width, seed, *ranges) -> None:
     check_tensor(op, "sample_ids", sample_ids)
     check_dims(op, "sample_ids", sample_ids, 1, c.LAYOUTS["sample_ids"])
     check_dtype(op, "sample_ids", sample_ids, "index")
-    check_int_min(op, "height", height, c.RAIN_SIZE_MIN)
-    check_int_min(op, "width", width, c.RAIN_SIZE_MIN)
+    check_side(op, "height", height, c.RAIN_SIZE_MIN)
+    check_side(op, "width", width, c.RAIN_SIZE_MIN)
+    check_numel(op, "output", (sample_ids.shape[0], 1, height, width))
     check_seed(op, seed)
     check_rain_ranges(op, c.RAIN_LAYER_PARAMS, ranges)
 

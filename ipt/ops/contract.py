@@ -65,6 +65,25 @@ SEED_BITS = 63
 RESIZE_SIZE_MIN = 1  # bicubic output lengths, and input lengths
 RESIZE_SCALE_MIN, RESIZE_SCALE_MAX = 1.0 / 1024, 1024.0  # MATLAB scale (output/input) per axis
 
+# Size bounds. Every kernel indexes in int64 (the CUDA patch kernels drop to int32 only when all offsets
+# fit), so what bounds a size is that no product of sizes -- in the checks, the kernels or the reference
+# -- can overflow int64 before it is checked:
+# - A side (an image's H or W, an output length, patch_dim, rain_streaks height and width) is below
+#   2**SIDE_BITS. The product of two sides (an image plane, a token grid, patch_dim^2, the rain's grid
+#   padded by the streak radius of at most 352 pixels) is then below 2**63 and is formed freely; a
+#   product with a third size (channels, batch) is only checked, by division, never formed past the
+#   bound. Bicubic tap positions (at most an output length / the smallest scale < 2**31 * 1024 = 2**41,
+#   computed in double) convert to int64 safely.
+# - A tensor an op reads or makes (its output, the bicubic intermediate image, a token of C*patch_dim^2
+#   features) has fewer than 2**NUMEL_BITS elements: PyTorch counts a storage's bytes in int64 and the
+#   widest elements are 8 bytes (float64 images, the rain's int64 accumulators), and a sample's Philox
+#   stream (2**60 blocks of 4 numbers, csrc/common/philox.h) covers each of its noise values and every
+#   pixel of its padded rain grid.
+# A shape with an empty dimension has 0 elements, but its other dimensions must still be int64s: hence the
+# bound on patch_unfold's token length, which an empty image leaves unbounded by its element count.
+SIDE_BITS = 31
+NUMEL_BITS = 60
+
 SCALAR_BOUNDS = {
     "kPatchDimMin": PATCH_DIM_MIN,
     "kRainSizeMin": RAIN_SIZE_MIN,
@@ -73,6 +92,8 @@ SCALAR_BOUNDS = {
     "kResizeSizeMin": RESIZE_SIZE_MIN,
     "kResizeScaleMin": RESIZE_SCALE_MIN,
     "kResizeScaleMax": RESIZE_SCALE_MAX,
+    "kSideBits": SIDE_BITS,
+    "kNumelBits": NUMEL_BITS,
 }
 
 # --- device rules ----------------------------------------------------------------------------------
@@ -96,12 +117,18 @@ MESSAGES = {
     "seed": "{op}: seed must be an integer in [{min}, 2**{bits}), got {value}",
     "pair": "{op}: {name} must be a (low, high) pair, got {value}",
     "range": "{op}: {name} range ({low}, {high}) must satisfy {min} <= low <= high <= {max}",
+    "side_max": "{op}: {name} must be below 2**{bits}, got {value}",
+    "size_max": "{op}: size must be two lengths below 2**{bits}, got {value}",
+    "image_side_max": "{op}: H and W must be below 2**{bits}, got shape {shape}",
+    "numel_max": "{op}: {name} of shape {shape} must have fewer than 2**{bits} elements",
     # patch ops
     "patch_multiple": "{op}: H={height} and W={width} must be multiples of patch_dim={patch_dim}",
     "fold_size_len": "{op}: size must be (H, W), got {value}",
     "fold_size": "{op}: size (H={height}, W={width}) must be positive multiples of patch_dim={patch_dim}",
     "token_length": "{op}: token length {length} is not a multiple of patch_dim^2={area}",
     "token_count": "{op}: got {count} tokens but size ({height}, {width}) with patch_dim {patch_dim} needs {needed}",
+    "token_dim_max": ("{op}: token length C*patch_dim^2 must be below 2**{bits}, got C={channels} and "
+                      "patch_dim={patch_dim}"),
     # bicubic
     "image_size": "{op}: H and W must be >= {min}, got shape {shape}",
     "resize_size": "{op}: size must be two output lengths >= {min}, got {value}",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from ..deprecation import renamed_keyword
-from . import reference
+from . import checks, reference
 from ._dispatch import use_kernel
 
 @renamed_keyword("patch", "patch_dim")
@@ -23,6 +23,8 @@ def patch_unfold(x: torch.Tensor, patch_dim: int, pos: torch.Tensor | None = Non
     Differentiable in x and pos (the gradient of pos is the batch sum).
     """
     if isinstance(x, torch.Tensor) and use_kernel("patch_unfold", x.device):
+        if not checks.fits_int64(patch_dim):  # the schema's int64 cannot carry it to the C++ checks
+            checks.check_patch_unfold(x, patch_dim, pos)
         return torch.ops.ipt.patch_unfold(x, patch_dim, pos)
     return reference.patch_unfold(x, patch_dim, pos)
 
@@ -36,5 +38,7 @@ def patch_fold(tokens: torch.Tensor, patch_dim: int, size: tuple[int, int]):
     Returns contiguous (B, C, H, W). Differentiable (its gradient is patch_unfold of the gradient).
     """
     if isinstance(tokens, torch.Tensor) and use_kernel("patch_fold", tokens.device):
+        if not checks.fits_int64(patch_dim, list(size)):  # the schema's int64 cannot carry them to the C++ checks
+            checks.check_patch_fold(tokens, patch_dim, size)
         return torch.ops.ipt.patch_fold(tokens, patch_dim, list(size))
     return reference.patch_fold(tokens, patch_dim, size)

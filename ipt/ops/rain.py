@@ -66,10 +66,12 @@ def rain_streaks(sample_ids, height: int, width: int, seed: int, rain="light", *
     if isinstance(sample_ids, int) and not isinstance(sample_ids, bool):
         sample_ids = torch.arange(sample_ids, device=device)
     config = resolve_rain(rain)
+    ranges = config.ranges(with_alpha=False)
     if isinstance(sample_ids, torch.Tensor) and use_kernel("rain_streaks", sample_ids.device):
-        checks.check_seed("rain_streaks", seed)  # the schema's int64 cannot carry seeds >= 2**63
-        return torch.ops.ipt.rain_streaks(sample_ids, height, width, seed, *config.ranges(with_alpha=False))
-    return reference.rain_streaks(sample_ids, height, width, seed, *config.ranges(with_alpha=False))
+        if not checks.fits_int64(height, width, seed):  # the schema's int64 cannot carry them to the C++ checks
+            checks.check_rain_streaks(sample_ids, height, width, seed, *ranges)
+        return torch.ops.ipt.rain_streaks(sample_ids, height, width, seed, *ranges)
+    return reference.rain_streaks(sample_ids, height, width, seed, *ranges)
 
 
 def add_rain(x: torch.Tensor, seed: int | None = None, sample_ids=None, rain="light", *, streak=None, alpha=None):

@@ -2,9 +2,11 @@
 
 from .config import PRESETS, TrainConfig, load_config
 from .contrastive import contrastive_loss
-from .loop import Trainer
+from .loop import DivergedError, Trainer
+from .state import NonFiniteWeightsError
 
-__all__ = ["PRESETS", "TrainConfig", "load_config", "contrastive_loss", "Trainer"]
+__all__ = ["PRESETS", "TrainConfig", "load_config", "contrastive_loss", "Trainer", "DivergedError",
+           "NonFiniteWeightsError"]
 
 
 def __getattr__(name):

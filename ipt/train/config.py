@@ -8,13 +8,17 @@
 from __future__ import annotations
 
 import json
+import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from ..errors import ConfigError
 from ..loaders import BACKENDS
 from ..model.config import PRESETS as MODEL_PRESETS
-from ..model.config import reject_unknown_fields
+from ..model.config import get_config, reject_unknown_fields
+from ..ops.contract import SEED_BITS, SEED_MIN
 from ..tasks import TASK_NAMES, get_task
 from .schedule import LR_DECAYS
 from .watchdog import HEARTBEAT_INTERVAL_S
@@ -50,7 +54,51 @@ def _is_int(value) -> bool:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (not a bool): inf and NaN pass every comparison the wrong way."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fits(value, hint) -> bool:
+    """Whether a setting's value has the type its annotation says (config files and callers can hand
+    anything: a TOML string where a number belongs, a bare number where a list does)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return _is_number(value)
+    if hint is int:
+        return _is_int(value)
+    return isinstance(value, hint) and (hint is bool or not isinstance(value, bool))
+
+
+_TYPE_NAMES = {int: ("an integer", "integers"), float: ("a finite number", "finite numbers"),
+               str: ("a string", "strings"), bool: ("true or false", "booleans"), dict: ("a table", "tables"),
+               type(None): ("null", "nulls")}
+
+
+def _type_text(hint, plural: bool = False) -> str:
+    """How a message names a type: 'an integer or null', 'a list of 2 finite numbers', ..."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_text(args[0], plural=True)}"
+        return f"a list of {len(args)} {_type_text(args[0], plural=True)}"
+    if args:  # a union
+        return " or ".join(_type_text(a, plural) for a in args)
+    return _TYPE_NAMES[hint][plural]
+
+
+def _shown(value) -> str:
+    """A value as a config file writes it (tuples are lists there)."""
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)
 
 
 @dataclass(frozen=True)
@@ -89,6 +137,9 @@ class TrainConfig:
                                             "every epoch)")
     keep_checkpoints: int = 3
     log_every: int = 20
+    # A step whose loss or gradients are not finite (inf, NaN) is skipped, its data consumed; this many
+    # in a row mean the run has diverged and it stops (no checkpoint is written while they last).
+    max_nonfinite_steps: int = 5
     # Distributed runs (ipt.train.watchdog), in seconds. A rank that raises ends the job at once, one that
     # dies (no heartbeat) after heartbeat_timeout; one that lives but is stuck after dist_timeout in a
     # collective (torch's default: 10 minutes on NCCL, 30 on gloo), or after wait_timeout at a barrier --
@@ -101,7 +152,13 @@ class TrainConfig:
                                metavar="SECONDS")
 
     def __post_init__(self):
-        problems = []
+        # Types first, each with its setting's name; the range checks below then only see values of the
+        # right type (and skip those already reported).
+        hints = typing.get_type_hints(TrainConfig)
+        problems = [f"{f.name} must be {_type_text(hints[f.name])}, got {_shown(getattr(self, f.name))}"
+                    for f in fields(self) if not _fits(getattr(self, f.name), hints[f.name])]
+        if problems:
+            raise ConfigError("invalid training config: " + "; ".join(problems))
         positive = ("batch_size", "epochs", "contrastive_chunk", "workers", "repeat", "checkpoint_every",
                     "keep_checkpoints", "log_every")
         for name in positive:
@@ -112,8 +169,12 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value < 1):
                 problems.append(f"{name} must be an integer >= 1 or null, got {value!r}")
-        if not _is_int(self.seed):
-            problems.append(f"seed must be an integer, got {self.seed!r}")
+        if not SEED_MIN <= self.seed < 2 ** SEED_BITS:  # what the degradation kernels take (ipt.ops.contract)
+            problems.append(f"seed must be an integer in [{SEED_MIN}, 2**{SEED_BITS}), got {self.seed!r}")
+        if not all(0 <= b < 1 for b in self.betas):
+            problems.append(f"betas must be two numbers in [0, 1), got {list(self.betas)!r}")
+        if self.max_nonfinite_steps < 0:
+            problems.append(f"max_nonfinite_steps must be an integer >= 0, got {self.max_nonfinite_steps!r}")
         if not (_is_number(self.lr) and self.lr > 0):
             problems.append(f"lr must be > 0, got {self.lr!r}")
         if not (_is_number(self.lr_gamma) and 0 < self.lr_gamma <= 1):
@@ -126,9 +187,11 @@ class TrainConfig:
             problems.append(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
         if not (isinstance(self.lr_milestones, tuple) and all(_is_int(m) for m in self.lr_milestones)):
             problems.append(f"lr_milestones must be epochs (integers), got {self.lr_milestones!r}")
-        if not all(_is_number(v) and v >= 0 for v in (self.contrastive_weight, self.grad_clip, self.weight_decay)) \
-                or not (_is_number(self.temperature) and self.temperature > 0):
-            problems.append("contrastive_weight, grad_clip and weight_decay must be >= 0 and temperature > 0")
+        for name in ("contrastive_weight", "grad_clip", "weight_decay"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not self.temperature > 0:
+            problems.append(f"temperature must be > 0, got {self.temperature!r}")
         for name, least in (("dist_timeout", 0), ("heartbeat_timeout", 2 * HEARTBEAT_INTERVAL_S), ("wait_timeout", 0)):
             value = getattr(self, name)
             if not _is_number(value) or not value > least:
@@ -139,12 +202,17 @@ class TrainConfig:
             problems.append(f"loader must be one of {LOADERS}, got {self.loader!r}")
         if isinstance(self.model, str) and self.model not in MODEL_PRESETS:
             problems.append(f"model must be one of {sorted(MODEL_PRESETS)} or a dict of IPTConfig fields, got {self.model!r}")
+        elif isinstance(self.model, dict):
+            try:
+                get_config(self.model)
+            except ConfigError as error:
+                problems.append(f"model: {error}")
         if not self.tasks:
             problems.append("tasks must not be empty")
         for task in self.tasks:
             try:
                 get_task(task)
-            except (ValueError, TypeError) as error:
+            except ConfigError as error:
                 problems.append(str(error))
         if problems:
             raise ConfigError("invalid training config: " + "; ".join(problems))
@@ -162,8 +230,39 @@ class TrainConfig:
         converted = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**converted)
 
+    @classmethod
+    def from_saved(cls, d: dict) -> "TrainConfig":
+        """The settings a checkpoint recorded; those the toolkit no longer has are dropped, those it
+        gained since keep their defaults."""
+        known = {f.name for f in fields(cls)}
+        return cls.from_dict({k: v for k, v in d.items() if k in known})
+
     def updated(self, **changes) -> "TrainConfig":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+# What a resumed run may change (ipt.train.loop compares its settings with its checkpoint's). These decide
+# which crops and samples each step sees, so a run cannot change them and stay the same run:
+FIXED_IN_A_RUN = ("model", "tasks", "batch_size", "micro_batch", "seed", "repeat")
+# These say how long to train, how often to write, and how to compute -- not what is learned:
+OPERATIONAL = ("steps", "epochs", "checkpoint_every", "validate_every", "keep_checkpoints", "log_every",
+               "max_nonfinite_steps", "workers", "loader", "compile", "tf32", "deterministic", "contrastive_chunk",
+               "dist_timeout", "heartbeat_timeout", "wait_timeout")
+# Every other setting is the recipe (rates, schedule, optimizer, loss, precision): a resumed run changes
+# it only when asked to (--allow-config-changes).
+
+
+def changed_settings(saved: dict, config: TrainConfig) -> dict[str, list[str]]:
+    """The settings of `config` that differ from a checkpoint's (`saved`: TrainConfig.to_dict() of the run
+    that wrote it), as 'name old -> new' by kind: 'fixed', 'recipe' and 'operational'. Settings the
+    checkpoint predates are not compared."""
+    now = config.to_dict()
+    changes = {"fixed": [], "recipe": [], "operational": []}
+    for name, value in now.items():
+        if name in saved and saved[name] != value:
+            kind = "fixed" if name in FIXED_IN_A_RUN else "operational" if name in OPERATIONAL else "recipe"
+            changes[kind].append(f"{name} {saved[name]!r} -> {value!r}")
+    return changes
 
 
 PRESETS: dict[str, TrainConfig] = {

@@ -15,7 +15,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError
+from ..devices import resolve_device
 from .config import TrainConfig
 from .watchdog import PeerFailedError, Watchdog
 
@@ -55,6 +55,13 @@ class Distributed:
         """A block (a checkpoint write) that a failure elsewhere lets finish before this process ends."""
         return self.watchdog.critical() if self.watchdog else nullcontext()
 
+    def most(self, values: torch.Tensor) -> torch.Tensor:
+        """The element-wise maximum of `values` (a small tensor on this rank's device) over every rank: a
+        collective, so every rank must call it at the same point. One process: `values` itself."""
+        if self.world > 1:
+            dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        return values
+
 
 _current: Distributed | None = None
 
@@ -73,14 +80,7 @@ def setup(device: str | None = None, timeout: float = TrainConfig.dist_timeout,
         return _current
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    if device is None:
-        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(device)
-    except RuntimeError as error:  # torch's "Expected one of cpu, cuda, ... device type at start of device string"
-        raise ConfigError(f"--device {device!r}: {error}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: this machine has no CUDA GPU that torch can use")
+    device = resolve_device(f"cuda:{local_rank}" if device is None and torch.cuda.is_available() else device or "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
     device = _resolve(device)

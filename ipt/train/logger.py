@@ -12,8 +12,30 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..files import atomic_write
+
 FIELDS = ("step", "epoch", "lr", "loss", "l1", "contrastive", "steps_per_s", "samples_per_s", "data_wait_s",
           "compute_s", "data_fraction")
+
+
+def _keep_rows_up_to(path: Path, step: int, columns: list[str]) -> None:
+    """Drops the rows of a resumed run's log.csv after `step`: a run killed after its last checkpoint had
+    logged steps that the resumed run trains (and logs) again."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        header = reader.fieldnames
+    kept = [row for row in rows if row.get("step", "").isdigit() and int(row["step"]) <= step]
+    if len(kept) == len(rows) and header == columns:
+        return
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(kept)
+
+    atomic_write(path, write)
 
 
 class RunLog:
@@ -30,6 +52,8 @@ class RunLog:
             return
         path = out / "log.csv"
         fresh = not path.exists() or first_step == 0
+        if not fresh:
+            _keep_rows_up_to(path, first_step, self.columns)
         self.file = open(path, "w" if fresh else "a", newline="")
         self.csv = csv.DictWriter(self.file, fieldnames=self.columns)
         if fresh:
@@ -37,7 +61,8 @@ class RunLog:
         try:  # imported on use: tensorboard is an optional dependency
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(out / "tensorboard"))
+            # purge_step: events a killed run logged after its last checkpoint are dropped, as in log.csv
+            self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=first_step + 1 if first_step else None)
         except ImportError:  # tensorboard is optional; log.csv has everything
             self.writer = None
         if progress is None:

@@ -7,6 +7,12 @@ DDP, clipped to a maximum norm, and applied by Adam at the rate of ipt.train.sch
 the paper's step decay at epoch milestones or a cosine decay).
 Checkpoints record the exact data position, so a killed run resumes where it stopped.
 
+Faults (issue 12): a run owns its output folder (ipt.files.OutputLock: a second run there is refused);
+a step whose loss or gradients are not finite on any rank is skipped on every rank, and too many in a
+row stop the run (no checkpoint is written meanwhile, and none with non-finite weights ever); SIGTERM
+and SIGINT (ipt.preemption) stop every rank at the same step after a checkpoint; a resumed run's
+settings are compared with its checkpoint's (ipt.train.config.changed_settings).
+
 Trainer.run, the recipe: for each epoch, _train_epoch (optimizer steps: _step; their log lines;
 a checkpoint every checkpoint_every steps; validation every validate_every steps, if set) and, when the
 epoch's data ran out before the step budget, _end_epoch (the next epoch's position; validation unless
@@ -27,27 +33,37 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..data import degrade_batch
-from ..errors import ConfigError
+from ..data import DataLayoutError, degrade_batch
+from ..errors import ConfigError, IPTError
+from ..files import OutputLock
 from ..loaders import make_loader
 from ..model import IPT
 from ..model.checkpoint import CheckpointError
+from ..preemption import StopRequests, signal_name
 from . import distributed, state
-from .config import TrainConfig
+from .config import TrainConfig, changed_settings
 from .contrastive import contrastive_loss
 from .schedule import LRSchedule
 from .logger import RunLog
 
 
+class DivergedError(IPTError, FloatingPointError):
+    """Training stopped: the loss or the gradients were not finite for too many steps in a row."""
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, data, out, *, model: IPT | None = None, resume: bool = False,
                  device: str | None = None, validate: Callable | None = None, progress: bool | None = None,
-                 loader=None):
+                 loader=None, allow_config_changes: bool = False):
         """data: TrainingImages (degraded on the fly) or ImagePairs. model: start from these weights
         (fine-tuning); default a new IPT(config.tasks, config.model). validate(model, epoch) -> metrics
         (or validate(model, epoch, step)), run on rank 0 after every epoch, or every validate_every steps.
         loader: use this instead of building one from config.loader
         (anything with .tasks, len() and .epoch(epoch, start), e.g. synthetic batches for benchmarks).
+        resume: continue the run in `out` from its last checkpoint -- with the checkpoint's settings: a
+        changed recipe setting (lr, betas, ...) is refused unless allow_config_changes, and settings that
+        decide the data (batch_size, seed, ...) are refused always. Without resume, `out` must not hold
+        checkpoints. The run owns `out` from here until run() ends: another Trainer there is refused.
 
         In a job of several ranks (torchrun), an error on any rank ends every rank: the failing rank raises
         its error, the others PeerFailedError naming it, and a rank that does not end by itself within
@@ -55,11 +71,17 @@ class Trainer:
         self.config, self.out, self.validate, self.progress = config, Path(out), validate, progress
         # A validator may also take the step (validation every validate_every steps says which).
         self._validate_takes_step = validate is not None and "step" in inspect.signature(validate).parameters
+        self.allow_config_changes = allow_config_changes
         self.dist = distributed.join(config, device)
+        self._lock = OutputLock(self.out)
         # Everything up to the first collective is agreed: if it fails on one rank, it fails on all,
         # instead of leaving the others blocked in DDP's first broadcast.
-        with self.dist.stage("start-up"):
-            self._start(config, data, model, resume, loader)
+        try:
+            with self.dist.stage("start-up"):
+                self._start(config, data, model, resume, loader)
+        except BaseException:
+            self._lock.release()
+            raise
 
     def _start(self, config: TrainConfig, data, model, resume: bool, loader) -> None:
         world = self.dist.world
@@ -82,6 +104,10 @@ class Trainer:
 
         if self.dist.is_main:
             state.check_writable(self.out)
+            self._lock.acquire()  # rank 0 owns `out` for the job (the other ranks write nothing there)
+            if not resume and state.checkpoints(self.out):
+                raise ConfigError(f"{self.out} already holds checkpoints of a run: continue it with --resume "
+                                  "(resume=True), or choose another output folder")
         if resume:
             self._resume()
         self.loader = loader or make_loader(
@@ -101,8 +127,13 @@ class Trainer:
         if saved["tasks"] != self.model.task_names or saved["config"] != self.model.config.to_dict():
             raise CheckpointError(f"{path}: holds a model with tasks {saved['tasks']} and config {saved['config']}, "
                                   f"not this run's ({self.model.task_names}, {self.model.config.to_dict()})")
+        self._check_settings(checkpoint.get("config", {}), path)
+        if self.dist.is_main:
+            state.set_aside_newer(self.out, path)
         self.model.load_state_dict(saved["state_dict"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        for group in self.optimizer.param_groups:  # the config says (the rate: LRSchedule, every step)
+            group["betas"], group["weight_decay"] = tuple(self.config.betas), self.config.weight_decay
         state.set_rng_states(checkpoint["rng"])
         self.position = state.Position(**checkpoint["position"])
         if self.position.world != self.dist.world:
@@ -111,6 +142,22 @@ class Trainer:
             self.position.next_batch, self.position.world = 0, self.dist.world
         if self.dist.is_main:
             print(f"resumed from {path} (step {self.position.step}, epoch {self.position.epoch})", flush=True)
+
+    def _check_settings(self, saved: dict, path: Path) -> None:
+        """A resumed run keeps its settings: those that decide the data may never change, the recipe only
+        when the caller allows it (then applied), the operational ones (how long, how often) freely."""
+        changes = changed_settings(saved, self.config)
+        if changes["fixed"]:
+            raise ConfigError(f"{path}: {', '.join(changes['fixed'])}: these decide which crops each step trains on "
+                              "and cannot change within a run; start a new run in another output folder "
+                              "(fine-tuning can start from this checkpoint)")
+        if changes["recipe"] and not self.allow_config_changes:
+            raise ConfigError(f"{path}: the run was started with other settings ({', '.join(changes['recipe'])}): "
+                              "resume with the run's own (leave those options out), or pass "
+                              "--allow-config-changes to apply the new ones")
+        applied = changes["recipe"] + changes["operational"]
+        if applied and self.dist.is_main:
+            print(f"resuming with changed settings: {', '.join(applied)}", flush=True)
 
     def _save(self) -> Path | None:
         """Writes a checkpoint on rank 0 while the others wait (on the store, so a slow write is not a
@@ -121,7 +168,7 @@ class Trainer:
                 path = state.save(self.out, self.model, self.optimizer, self.scheduler, self.position,
                                   self.config.to_dict(), self.config.keep_checkpoints)
         self.dist.barrier("checkpoint")
-        self._saved_at = self.position.step
+        self._saved_at, self._checkpoint_due = self.position.step, False
         return path
 
     def _validate(self, epoch: int) -> None:
@@ -157,8 +204,10 @@ class Trainer:
             contrastive = torch.zeros((), device=l1.device)
         return l1, contrastive
 
-    def _step(self, wrapped, forward, group) -> tuple[float, float]:
-        """One optimizer step over a group of micro-batches; returns their mean (l1, contrastive) losses."""
+    def _step(self, wrapped, forward, group, stop: StopRequests) -> tuple[float, float, bool, bool]:
+        """One optimizer step over a group of micro-batches. Returns their mean (l1, contrastive) losses,
+        whether the step was applied (False: a rank's loss or the gradients were not finite, so no rank
+        applied it) and whether any rank was asked to stop."""
         cfg = self.config
         self.scheduler.apply(self.optimizer, self.position.step, self.position.epoch)
         self.optimizer.zero_grad(set_to_none=True)
@@ -170,63 +219,186 @@ class Trainer:
                 l1, contrastive = self._losses(forward, batch)
                 ((l1 + cfg.contrastive_weight * contrastive) / self.accumulation).backward()
             losses += torch.stack([l1.detach(), contrastive.detach()]) / self.accumulation
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
-        # The one host sync of a step: it reads the losses and ends the step's GPU work, so the compute
-        # time the log shows is honest.
+        norm = self._grad_norm()
+        # What every rank must agree on before the step: a non-finite loss anywhere (the gradients, already
+        # averaged by DDP, are the same on all), a stop signal anywhere, and the last batch index (ranks
+        # that lost different batches would no longer train the same step: see _check_aligned). Integers,
+        # which every backend and device reduces (MPS has no float64).
+        index = group[-1].index
+        flags = torch.tensor([stop.signum is not None, 0, index, -index], dtype=torch.int64, device=self.dist.device)
+        flags[1] = (~(torch.isfinite(losses).all() & torch.isfinite(norm))).long()
+        flags = self.dist.most(flags)
+        # The host sync of a step: it reads the verdicts and the losses, and ends the step's GPU work, so
+        # the compute time the log shows is honest.
+        stopping, nonfinite, last_max, minus_last_min = flags.tolist()
         l1_sum, contrastive_sum = losses.tolist()
-        return l1_sum, contrastive_sum
+        self._check_aligned(last_max, -minus_last_min)
+        if not nonfinite:
+            self.optimizer.step()
+        return l1_sum, contrastive_sum, not nonfinite, bool(stopping)
+
+    def _grad_norm(self) -> torch.Tensor:
+        """The gradients' total 2-norm, clipped to grad_clip when that is set (the norm before clipping)."""
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if self.config.grad_clip > 0:
+            return torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        if not params:
+            return torch.zeros((), device=self.dist.device)
+        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.detach()) for p in params]))
 
     def run(self) -> dict:
         """Trains to the step or epoch budget, then saves (and validates) the final weights. An error on
-        any rank ends every rank (with that error)."""
+        any rank ends every rank (with that error). Stopped by SIGTERM or SIGINT, it writes a checkpoint
+        at the step reached and returns early: the summary's "stopped_by" names the signal (else None)."""
         cfg, pos = self.config, self.position
         self._saved_at = self._validated_at = None  # the steps whose weights were last saved / validated
         self._first_loss = self._last_loss = None
+        self._nonfinite_streak = 0  # skipped (non-finite) steps in a row
+        self._checkpoint_due = False  # one was postponed during such a streak: written at the next good step
+        self.stopped_by = None
         self._log = None
         try:
+            if self._finished():
+                return self._summary()
             # The guard sits in the frame that holds the epoch's batch iterator: it posts an error before
             # that loader (DataLoader workers take seconds to stop) is torn down, so the other ranks hear
             # of it at once.
-            with self.dist.guard():
+            with StopRequests() as stop, self.dist.guard():
                 self._log = RunLog(self.out, self.model.task_names, self.total_steps, pos.step, cfg.log_every,
                                    enabled=self.dist.is_main, progress=self.progress)
                 wrapped, forward = self._forward_fn()
                 while pos.step < self.total_steps and pos.epoch < cfg.epochs:
-                    batches = iter(self.loader.epoch(pos.epoch, start=pos.next_batch))
-                    if not self._train_epoch(batches, wrapped, forward):
-                        break  # the step budget is spent
+                    first_batch = pos.next_batch
+                    batches = iter(self.loader.epoch(pos.epoch, start=first_batch))
+                    ended = self._train_epoch(batches, wrapped, forward, stop, first_batch)
+                    if ended != "epoch":
+                        break  # the step budget is spent, or a signal stopped the run
+                    if first_batch == 0 and self._steps_this_epoch == 0:
+                        raise DataLayoutError(self._no_data_message())
                     self._end_epoch()
-                self._finish()
+                if self.stopped_by is None:
+                    self._finish()
         finally:
             if self._log is not None:
                 self._log.close()
-        return {"steps": pos.step, "epoch": pos.epoch, "first_loss": self._first_loss, "last_loss": self._last_loss,
-                "model": str(self.out / "model.safetensors"), "checkpoints": [str(p) for p in state.checkpoints(self.out)]}
+            self._lock.release()
+        return self._summary()
 
-    def _train_epoch(self, batches, wrapped, forward) -> bool:
-        """Optimizer steps over the rest of an epoch, a checkpoint every checkpoint_every steps. True when
-        the epoch's batches ran out (its last, incomplete group of micro-batches is dropped), False when
-        the step budget ran out first."""
+    def _summary(self) -> dict:
         pos = self.position
+        return {"steps": pos.step, "epoch": pos.epoch, "first_loss": self._first_loss, "last_loss": self._last_loss,
+                "model": str(self.out / "model.safetensors"), "checkpoints": [str(p) for p in state.checkpoints(self.out)],
+                "stopped_by": self.stopped_by}
+
+    def _finished(self) -> bool:
+        """Whether a resumed run had already reached its budget. Its final model is written if the end of
+        the run was cut short before that; otherwise there is nothing to do."""
+        pos = self.position
+        if pos.step < self.total_steps and pos.epoch < self.config.epochs:
+            return False
+        if self.dist.is_main:
+            print(f"the run in {self.out} already finished (step {pos.step} of {self.total_steps}, epoch {pos.epoch}): "
+                  "nothing to train; raise --steps or --epochs to train further", flush=True)
+        # Rank 0's view decides (ranks on other machines may see the shared folder late), and every rank
+        # takes part in _finish's barriers or none does.
+        missing = torch.tensor([self.dist.is_main and not (self.out / "model.safetensors").is_file()],
+                               dtype=torch.int64, device=self.dist.device)
+        if self.dist.most(missing).item():
+            self._saved_at = pos.step  # the checkpoint just loaded
+            with self.dist.guard():
+                self._finish()
+        return True
+
+    def _no_data_message(self) -> str:
+        bad = sorted(getattr(self.loader, "bad_files", ()))
+        lost = f"; {len(bad)} files could not be read (e.g. {bad[0]})" if bad else ""
+        return (f"epoch {self.position.epoch} gave no complete step of {self.config.batch_size} images: the images of "
+                f"the data set are gone or unreadable{lost}")
+
+    def _check_aligned(self, last_max: int, last_min: int) -> None:
+        """Ranks train the same plan batches in lockstep (each its shard of them). A loader drops a batch
+        whose every image is gone (files deleted during the epoch): one rank alone doing so would pair its
+        next batches with the others' earlier ones, so the job stops with the cause instead."""
+        if last_max != last_min:
+            raise DataLayoutError(self._out_of_step(f"step {self.position.step + 1} (batches {last_min} and {last_max})"))
+
+    def _out_of_step(self, where: str) -> str:
+        return (f"the ranks lost step with each other at {where}: a rank found every image of a batch gone (files "
+                "deleted during training?); --resume continues from the last checkpoint without the missing files")
+
+    def _train_epoch(self, batches, wrapped, forward, stop: StopRequests, first_batch: int) -> str:
+        """Optimizer steps over the rest of an epoch, a checkpoint every checkpoint_every steps. Returns
+        'epoch' when the epoch's batches ran out (its last, incomplete group of micro-batches is dropped),
+        'budget' when the step budget ran out first, 'stopped' when a signal stopped the run (after a
+        checkpoint)."""
+        pos, cfg = self.position, self.config
+        self._steps_this_epoch = 0
         while pos.step < self.total_steps:
             waited = time.perf_counter()
             group = list(itertools.islice(batches, self.accumulation))
             if len(group) < self.accumulation:
-                return True
+                full_groups = (len(self.loader) - first_batch) // self.accumulation
+                if self.dist.world > 1 and self._steps_this_epoch < full_groups:  # the others step on
+                    raise DataLayoutError(self._out_of_step(f"the end of epoch {pos.epoch}"))
+                return "epoch"
             started = time.perf_counter()
-            l1, contrastive = self._step(wrapped, forward, group)
+            l1, contrastive, applied, stopping = self._step(wrapped, forward, group, stop)
             computed = time.perf_counter()
             pos.step += 1
-            pos.next_batch += self.accumulation
+            pos.next_batch = group[-1].index + 1  # a loader may have dropped a batch whose files are all gone
+            self._steps_this_epoch += 1
+            self._count_nonfinite(applied)
             self._log_step(group, l1, contrastive, data_wait=started - waited, compute=computed - started)
-            if pos.step % self.config.checkpoint_every == 0:
-                self._save()
-            if self.config.validate_every and pos.step % self.config.validate_every == 0:
+            if pos.step % cfg.checkpoint_every == 0 or self._checkpoint_due:
+                self._save_unless_diverging()
+            if cfg.validate_every and pos.step % cfg.validate_every == 0:
                 self._validate(pos.epoch)
                 self.dist.barrier("validation")  # on the store, as at an epoch's end
-        return False
+            if stopping and pos.step < self.total_steps:
+                self._stop(stop)
+                return "stopped"
+        return "budget"
+
+    def _count_nonfinite(self, applied: bool) -> None:
+        if applied:
+            self._nonfinite_streak = 0
+            return
+        self._nonfinite_streak += 1
+        limit, step = self.config.max_nonfinite_steps, self.position.step
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self._nonfinite_streak > limit:
+            raise self._diverged()
+        if self.dist.is_main:
+            print(f"step {step}: the loss or the gradients are not finite (lr {lr:.3g}); step skipped "
+                  f"({self._nonfinite_streak} in a row, at most {limit})", flush=True)
+
+    def _diverged(self) -> DivergedError:
+        last = state.checkpoints(self.out)
+        where = f"the last checkpoint, {last[-1]}, was written before" if last else "no checkpoint was written"
+        return DivergedError(f"the loss or the gradients were not finite for the last {self._nonfinite_streak} steps "
+                             f"(up to step {self.position.step}, lr {self.optimizer.param_groups[0]['lr']:.3g}): the "
+                             f"run diverged; {where}. Lower --lr (or use warm-up, gradient clipping) and start again, "
+                             "or --resume from a checkpoint")
+
+    def _save_unless_diverging(self) -> None:
+        """A checkpoint, unless the last steps were skipped as non-finite: weights that just produced
+        them are suspect, and the rotation would push the good checkpoints out."""
+        if self._nonfinite_streak:
+            if self.dist.is_main and not self._checkpoint_due:
+                print(f"step {self.position.step}: checkpoint postponed while steps are not finite", flush=True)
+            self._checkpoint_due = True
+            return
+        self._save()
+
+    def _stop(self, stop: StopRequests) -> None:
+        """Ends the run early, on a signal: a checkpoint at this step (every rank stops here together)."""
+        self.stopped_by = signal_name(stop.signum) if stop.signum is not None else "a signal to another rank"
+        if self._saved_at != self.position.step:
+            self._save_unless_diverging()
+        if self.dist.is_main:
+            last = state.checkpoints(self.out)
+            print(f"stopped by {self.stopped_by} at step {self.position.step}; "
+                  f"{f'last checkpoint {last[-1]}' if last else 'no checkpoint'}", flush=True)
 
     def _log_step(self, group, l1: float, contrastive: float, data_wait: float, compute: float) -> None:
         loss = l1 + self.config.contrastive_weight * contrastive
@@ -249,9 +421,13 @@ class Trainer:
         """The last checkpoint and the final model, validated unless the last epoch's end already saw
         these very weights."""
         step = self.position.step
+        if self._nonfinite_streak and self.dist.is_main:  # within max_nonfinite_steps: a blip, not divergence
+            print(f"the last {self._nonfinite_streak} steps were skipped as not finite: the final weights are those "
+                  f"of step {step - self._nonfinite_streak}", flush=True)
         if self._saved_at != step:
             self._save()
         if self.dist.is_main:
+            state.check_finite(self.model, f"the final model of step {step}")
             with self.dist.critical():
                 self.model.save(self.out / "model.safetensors", step=step)
         if self._validated_at != step:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import torch
 
 from ..errors import IPTError
 from ..files import atomic_write
-from ..model.checkpoint import FORMAT, CheckpointError, model_payload
+from ..model.checkpoint import FORMAT, CheckpointError, model_payload, nonfinite_tensors
 
 TRAIN_FORMAT = FORMAT + "-train"
 NAME = re.compile(r"step_(\d{8})\.pt$")
@@ -66,8 +67,24 @@ def checkpoints(out: Path) -> list[Path]:
     return sorted(p for p in folder.glob("step_*.pt") if NAME.search(p.name)) if folder.is_dir() else []
 
 
+class NonFiniteWeightsError(IPTError, FloatingPointError):
+    """Weights hold inf or NaN: they are not written over good ones."""
+
+
+def check_finite(model, what: str) -> None:
+    """Raises NonFiniteWeightsError, before anything is written, if a parameter or buffer of `model`
+    holds inf or NaN."""
+    bad = nonfinite_tensors(model.state_dict())
+    if bad:
+        raise NonFiniteWeightsError(f"{what} is not written: {len(bad)} tensors hold inf or NaN (e.g. {bad[0]}), so "
+                                    "the run diverged; the earlier checkpoints are kept")
+
+
 def save(out: Path, model, optimizer, scheduler, position: Position, config: dict, keep: int) -> Path:
+    """Writes the checkpoint of `position.step` atomically and keeps the last `keep`; weights that are
+    not finite are refused (NonFiniteWeightsError) before anything is written or rotated out."""
     path = out / "checkpoints" / f"step_{position.step:08d}.pt"
+    check_finite(model, f"checkpoint {path}")
     payload = {
         "format": TRAIN_FORMAT, "version": 1, "model": model_payload(model), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(), "rng": rng_states(), "position": vars(position).copy(), "config": config,
@@ -83,6 +100,31 @@ def save(out: Path, model, optimizer, scheduler, position: Position, config: dic
     return path
 
 
+def saved_config(out: Path) -> dict | None:
+    """The training settings of the newest readable checkpoint in `out` (TrainConfig.to_dict() of the
+    run), None if there is none. Memory-mapped: the weights are not read."""
+    for path in reversed(checkpoints(out)):
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # a damaged file: load_latest will say so; try the one before
+            continue
+        if isinstance(saved, dict) and saved.get("format") == TRAIN_FORMAT and isinstance(saved.get("config"), dict):
+            return saved["config"]
+    return None
+
+
+def set_aside_newer(out: Path, resumed: Path) -> list[Path]:
+    """Renames the checkpoints newer than the one a run resumed from (unreadable, or holding inf/NaN:
+    load_latest passed over them) to NAME.unusable, so that the rotation, which keeps the newest names,
+    does not keep them and delete the resumed run's good ones. Returns the new names."""
+    moved = []
+    for path in checkpoints(out):
+        if path.name > resumed.name:
+            moved.append(path.with_name(path.name + ".unusable"))
+            path.replace(moved[-1])
+    return moved
+
+
 def load_latest(out: Path, map_location="cpu") -> tuple[dict, Path]:
     """The newest readable checkpoint in `out` (a damaged newest one falls back to the one before)."""
     found = checkpoints(out)
@@ -92,9 +134,15 @@ def load_latest(out: Path, map_location="cpu") -> tuple[dict, Path]:
     for path in reversed(found):
         try:
             state = torch.load(path, map_location=map_location, weights_only=True)
-            if isinstance(state, dict) and state.get("format") == TRAIN_FORMAT:
+            if not (isinstance(state, dict) and state.get("format") == TRAIN_FORMAT):
+                problems.append(f"{path.name}: not a training checkpoint")
+            elif nonfinite_tensors(state["model"]["state_dict"]):  # written before this toolkit refused such weights
+                problems.append(f"{path.name}: weights hold inf or NaN")
+            else:
+                if problems:  # newer ones were passed over: say so, the run goes back further than asked
+                    warnings.warn(f"--resume: passed over {'; '.join(problems)}; resuming from {path.name}",
+                                  RuntimeWarning, stacklevel=2)
                 return state, path
-            problems.append(f"{path.name}: not a training checkpoint")
         except Exception as error:  # a damaged file: try the one before
             problems.append(f"{path.name}: {error}")
     raise CheckpointError(f"--resume: no readable checkpoint in {out / 'checkpoints'} ({'; '.join(problems)})")

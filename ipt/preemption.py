@@ -1,0 +1,95 @@
+"""Stopping a run cleanly when it is told to: SIGTERM (what SLURM, Kubernetes and torchrun send before
+they kill a job) and SIGINT (Ctrl-C).
+
+The first signal only asks: the trainer finishes the optimizer step in progress, writes a checkpoint at
+that step and returns, so `--resume` loses no work. All ranks of a job stop at the same step (the trainer
+agrees on it with the other ranks at the end of every step). A second Ctrl-C (SIGINT) stops at once, the
+usual way (KeyboardInterrupt), for a user who cannot wait; further SIGTERMs change nothing, because a
+worker under SLURM and torchrun gets one from each of them, moments apart, and the kill that follows
+SIGTERM is the scheduler's SIGKILL anyway. Schedulers wait a grace period between the two (SLURM's
+KillWait, 30 s by default; torchrun's 30 s): a checkpoint of the paper's model takes seconds.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import os
+import signal
+import threading
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+def exit_status(signum: int) -> int:
+    """The shell's status of a process ended by a signal (143 for SIGTERM, 130 for SIGINT), which
+    schedulers and wrappers read as 'stopped by that signal'."""
+    return 128 + signum
+
+
+class StopRequests:
+    """`with StopRequests() as stop: ... stop.signum` -- None, or the first stop signal received.
+
+    Handlers are installed only in the main thread (Python delivers signals there; elsewhere the
+    process's handlers stay as they are), and the previous ones are restored on exit."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is None:
+            self.signum = signum
+            again = " (press Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""
+            # os.write, not print: a handler may interrupt a print in progress, and print is not reentrant.
+            os.write(2, f"\n{signal_name(signum)} received: finishing this step and writing a checkpoint{again}\n"
+                        .encode())
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+
+
+def ignore_stop_signals(worker_id: int | None = None) -> None:
+    """For worker processes (a DataLoader's worker_init_fn, hence the unused worker id): a scheduler's
+    SIGTERM or a terminal's Ctrl-C goes to every process of the job, and a worker that died of it would
+    break the main process's last step and checkpoint. Workers end when the main process ends their
+    loader, when it is gone (torch's workers watch their parent), or at its exit (end_leftover_workers,
+    which the main process registers: register_worker_cleanup)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def end_leftover_workers() -> None:
+    """At the main process's exit, kills the daemonic worker processes still alive (DataLoader workers
+    whose loader was never shut down, as after an error). multiprocessing's own exit hook would send them
+    SIGTERM, which they ignore, and then wait for them forever."""
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            child.kill()
+
+
+_cleanup_registered = False
+
+
+def register_worker_cleanup() -> None:
+    """Registers end_leftover_workers once, in the main process (call it where workers are started).
+    atexit runs hooks last-registered first, so it runs before multiprocessing's, which was registered
+    when multiprocessing was imported."""
+    global _cleanup_registered
+    if not _cleanup_registered:
+        atexit.register(end_leftover_workers)
+        _cleanup_registered = True
