@@ -24,7 +24,7 @@ from .compare import compare_panels, comparison
 from .errors import ConfigError, MissingPathError
 from .evaluate import baseline_image
 from .data.images import list_images, read_image
-from .inference import printable, plan_outputs, write_output
+from .outputs import plan_outputs, printable, write_output
 
 
 def _targets(target: str | None, inputs: list[Path], folder_input: bool) -> list[Path | None]:

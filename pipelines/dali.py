@@ -29,8 +29,7 @@ import torch
 
 from ipt.data.batch import Batch, flips_then_transpose
 from ipt.data.datasets import ImagePairs, TrainingImages
-from ipt.data.images import UnreadableImageError, read_image
-from ipt.data.loader import PlannedLoader
+from ipt.data.loader import PlannedLoader, decode_usable
 from ipt.data.plan import BatchSpec, EpochPlan, SampleSpec
 from ipt.data.scan import ImageRecord
 from ipt.errors import IPTError
@@ -211,11 +210,7 @@ class DaliLoader(PlannedLoader):
         for fed in in_flight:
             for files in fed.encoded:
                 for record, data in files:
-                    try:
-                        image = read_image(record.path, data.tobytes())
-                    except UnreadableImageError:
-                        image = None
-                    if image is None or image.shape[:2] != (record.height, record.width):
+                    if decode_usable(record, data.tobytes()) is None:
                         bad.add(record.path)
         return bad
 

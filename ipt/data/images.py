@@ -140,12 +140,19 @@ def read_image(path, data: bytes | None = None) -> np.ndarray:
     return to_rgb_uint8(array, str(path))
 
 
+def image_format(path) -> str | None:
+    """The Pillow format that writes files named like `path` (by its extension), or None."""
+    Image.init()  # the plugins register their extensions when loaded
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    return fmt if fmt in Image.SAVE else None
+
+
 def write_image(path, image: np.ndarray) -> Path:
     """Writes (H, W, 3) uint8 in the format the name says; makes parent folders. The file appears whole
     or not at all (ipt.files.atomic_write), so processes that share a folder (the ranks of a job writing
     the sample photographs) never read each other's half-written files."""
     path = Path(path)
-    fmt = Image.registered_extensions().get(path.suffix.lower())
+    fmt = image_format(path)
     if fmt is None:
         raise ConfigError(f"{path}: unknown image file extension {path.suffix!r}")
     pixels = Image.fromarray(to_rgb_uint8(image, str(path)))

@@ -19,7 +19,19 @@ from .batch import Batch, augment, crop
 from .datasets import ImagePairs, TrainingImages
 from .images import UnreadableImageError, read_image
 from .plan import EpochPlan, distributed_shard
+from .scan import ImageRecord
 from ..preemption import ignore_stop_signals, register_worker_cleanup
+
+
+def decode_usable(record: ImageRecord, data: bytes | None = None) -> np.ndarray | None:
+    """The pixels of a scanned file (data: its bytes, read already), or None if it can no longer be used:
+    gone, damaged, or replaced by an image of another size than the scan found (its crops would not fit).
+    Both loaders judge a file by this."""
+    try:
+        image = read_image(record.path, data)
+    except UnreadableImageError:
+        return None
+    return image if image.shape[:2] == (record.height, record.width) else None
 
 
 class PlannedBatches(torch.utils.data.Dataset):
@@ -32,11 +44,8 @@ class PlannedBatches(torch.utils.data.Dataset):
         return len(self.plan) - self.start
 
     def _read(self, record, top, left, size, spec, skipped):
-        try:
-            image = read_image(record.path)
-        except UnreadableImageError:
-            image = None
-        if image is None or image.shape[:2] != (record.height, record.width):  # or replaced: the crop would not fit
+        image = decode_usable(record)
+        if image is None:
             skipped.append(record.path)
             return None
         return augment(crop(image, top, left, size), spec)
