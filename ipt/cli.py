@@ -10,6 +10,7 @@ import typing
 from pathlib import Path
 
 from .errors import ConfigError, IPTError
+from .families import FAMILY_NAMES
 from .files import OutputLock
 from .inference import MODES, PRECISIONS, Restorer
 from .model.config import IPTConfig
@@ -26,14 +27,28 @@ def tool_parser(prog: str, doc: str, weights_required: bool = True) -> argparse.
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, weights_required: bool = True) -> None:
-    parser.add_argument("--task", required=True, help="sr2, sr3, sr4, rain, noise30, noise50 (or noise<sigma>, sr<k>)")
+    parser.add_argument("--model", choices=FAMILY_NAMES, default="ipt",
+                        help="the model family of --weights (default %(default)s)")
+    parser.add_argument("--task", required=True,
+                        help="IPT: sr2, sr3, sr4, rain, noise30, noise50 (or noise<sigma>, sr<k>); MPRNet: deblur, "
+                             "denoise, derain (real pairs: GoPro, SIDD, Rain13k)")
     parser.add_argument("--weights", required=weights_required,
-                        help="an official IPT file (IPT_sr2.pt, IPT_pretrain.pt, ...) or a checkpoint of this toolkit")
+                        help="an official file (IPT: IPT_sr2.pt, IPT_pretrain.pt, ...; MPRNet: model_deblurring.pth, "
+                             "MPR_Deblurring.pdparams, ...) or a checkpoint of this toolkit")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    parser.add_argument("--mode", choices=MODES, default="fast", help="tiling: 'official' (forward_chop) or 'fast'")
+    parser.add_argument("--mode", choices=MODES, default="fast",
+                        help="tiling: 'fast' (blended tiles) or 'official' (IPT: forward_chop; MPRNet: each image "
+                             "whole, untiled, as the official demo: memory grows with the image)")
+    parser.add_argument("--tile", type=int, default=None, metavar="PX",
+                        help="tile side for --mode fast (MPRNet: default 512; images that fit are restored whole). "
+                             "An IPT model takes tiles of its patch_size only")
+    parser.add_argument("--tile-overlap", type=int, default=None, metavar="PX",
+                        help="pixels shared by neighbouring tiles in --mode fast (default: IPT patch_size/4, MPRNet 64)")
     parser.add_argument("--self-ensemble", action="store_true", help="average over the 8 flips/transposes")
-    parser.add_argument("--tile-batch", type=int, default=64, help="tiles per forward pass (bounds memory)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    parser.add_argument("--tile-batch", type=int, default=None,
+                        help="tiles per forward pass; bounds memory with --tile (default: IPT 64, MPRNet 1)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="bf16: autocast, about half the memory (never fp16: these networks overflow it)")
     add_num_heads_argument(parser)
 
 
@@ -46,9 +61,9 @@ def add_num_heads_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def restorer_from_args(args):
-    return Restorer(task=args.task, weights=args.weights, device=args.device, mode=args.mode,
+    return Restorer(task=args.task, weights=args.weights, model=args.model, device=args.device, mode=args.mode,
                     self_ensemble=args.self_ensemble, tile_batch=args.tile_batch, precision=args.precision,
-                    num_heads=args.num_heads)
+                    num_heads=args.num_heads, tile=args.tile, tile_overlap=args.tile_overlap)
 
 
 def run_main(main) -> None:

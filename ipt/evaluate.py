@@ -1,11 +1,13 @@
 """python -m ipt.evaluate --task sr4 --weights CKPT [--data DIR]
+python -m ipt.evaluate --model mprnet --task deblur --weights model_deblurring.pth --data GoPro/test
 
 Restores every image of a data set and reports PSNR / SSIM (Y channel and RGB; SR shaves `scale`
 pixels off each border) per image and on average, as a table and as CSV and JSON files.
 
 DIR holds pairs (input/ + target/, or HR/ + LR_bicubic/X{s}/) or clean images only, which are then
 degraded with the task's seeded degradation (SR: MATLAB bicubic of the image cropped to a multiple of
-the scale, exactly how SR benchmarks were made). Without --data: the held-out split of the built-in sample photographs
+the scale, exactly how SR benchmarks were made); tasks of real pairs only (deblur, denoise, derain: MPRNet's)
+refuse clean images before the model loads. Without --data: the held-out split of the built-in sample photographs
 (ipt.data.samples.VALIDATION_SAMPLES), which no default training run sees.
 
 Every measure is given beside the task's baseline -- MATLAB bicubic upsampling of the input for SR, the
@@ -31,7 +33,9 @@ from .data.folders import check_pair_size, find_pairs
 from .data.images import image_size, read_image, write_image
 from .data.samples import sample_images_dir
 from .errors import ConfigError
+from .families import describe_family
 from .inference import Restorer
+from .tasks import get_task
 
 MEASURES = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
 # Every measure of the model, the same of the task's baseline (Task.baseline: bicubic for SR, the degraded
@@ -77,15 +81,28 @@ class Result:
     target: np.ndarray
 
 
-def evaluate_images(restorer, data, seed: int = 0):
-    """(layout, iterator of Result), one per image of `data`, restored one at a time. Pairs whose sizes do
-    not match (ipt.data.folders.check_pair_size) are an error before any image is restored."""
-    task = restorer.task
+def checked_pairs(task, data):
+    """(layout, pairs) of `data` for `task`, every problem found before any image is restored: pairs whose
+    sizes do not match (ipt.data.folders.check_pair_size), and clean images for a task that cannot
+    degrade them (deblur, denoise, derain: real pairs only)."""
     layout, pairs = find_pairs(data, scale=task.scale)
-    shave = metrics.shave_for(task)
+    if not task.synthetic and any(pair.input is None for pair in pairs):
+        try:
+            task.degrade(torch.zeros(1, 3, 1, 1, dtype=torch.uint8), 0)  # the task's own message says why
+        except ConfigError as error:
+            raise ConfigError(f"{data} holds clean images only ({layout}): {error}") from None
     for pair in pairs:
         if pair.input is not None:  # the headers only: cheap, and a bad pair found now, not after an hour
             check_pair_size(pair, image_size(pair.input), image_size(pair.target), task.scale)
+    return layout, pairs
+
+
+def evaluate_images(restorer, data, seed: int = 0):
+    """(layout, iterator of Result), one per image of `data`, restored one at a time. The pairs are
+    checked (checked_pairs) before any image is restored."""
+    task = restorer.task
+    layout, pairs = checked_pairs(task, data)
+    shave = metrics.shave_for(task)
 
     def results():
         for sample_id, pair in enumerate(pairs):
@@ -181,6 +198,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     data = Path(args.data) if args.data else sample_images_dir(split="validation")
+    checked_pairs(get_task(args.task), data)  # bad data fails now, before the model loads
     restorer = restorer_from_args(args)
     task = restorer.task
     out_dir = Path(args.out or f"ipt_eval_{task.name}")
@@ -191,10 +209,12 @@ def main(argv=None) -> None:
         if args.compare:
             panels = compare_panels(task, result.input, result.baseline, result.output, result.target)
             write_image(out_dir / "compare" / f"{result.row['image']}.png", comparison(panels))
-    print(f"{task.name} on {len(rows)} images of {data} ({layout}); baseline: {task.baseline_name}")
+    print(f"{describe_family(restorer.family.name)} {task.name} on {len(rows)} images of {data} ({layout}); "
+          f"baseline: {task.baseline_name}")
     print(format_table(rows, task.baseline_name))
-    meta = {"task": task.name, "baseline": task.baseline_name, "weights": str(args.weights), "data": str(data),
-            "layout": layout, "mode": args.mode, "self_ensemble": args.self_ensemble, "seed": args.seed,
+    meta = {"model": restorer.family.name, "task": task.name, "baseline": task.baseline_name,
+            "weights": str(args.weights), "data": str(data), "layout": layout, **restorer.describe_tiling(),
+            "self_ensemble": args.self_ensemble, "precision": args.precision, "seed": args.seed,
             "shave": metrics.shave_for(task)}
     csv_path, json_path = write_reports(out_dir, rows, meta)
     print(f"wrote {csv_path} and {json_path}")

@@ -12,65 +12,18 @@ OUT/model.safetensors, loads in ipt.restore and ipt.evaluate.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 from pathlib import Path
 
 from .cli import (add_num_heads_argument, add_training_arguments, check_fresh_output, resumed_config, run_main,
                   training_config)
-from .data import load_image_pairs, load_training_images
-from .data.folders import find_pairs
-from .data.samples import sample_images_dir
-from .data.holdout import shared_images, training_files, validation_files
+from .data import load_task_data
 from .errors import ConfigError
-from .evaluate import describe_gain, evaluate_model, format_table, summary
-from .files import atomic_write
+from .data.samples import sample_images_dir
 from .model import IPTConfig, load_model
 from .tasks import get_task
 from .train import Trainer, TrainConfig, load_config
+from .train.validation import check_held_out, make_validator  # noqa: F401  (also ipt.finetune's names)
 from .train.distributed import join, teardown
-
-
-def make_validator(task, data, out: Path, seed: int = 0, resume: bool = False):
-    """validate(model, epoch, step): PSNR/SSIM of the task on `data` beside its baseline, per image and on
-    average: printed, the means of every validation so far in validation.csv, every image's row in
-    validation.json (both rewritten whole each time; a resumed run continues the history)."""
-    csv_path, json_path = out / "validation.csv", out / "validation.json"
-    history = json.loads(json_path.read_text()) if resume and json_path.is_file() else []
-
-    def validate(model, epoch, step):
-        rows = evaluate_model(model, task, data, seed)
-        means = summary(rows)
-        # Entries of this step or later come from a run that was killed after them and resumed from an
-        # earlier checkpoint: the resumed run's replace them.
-        history[:] = [entry for entry in history if entry["step"] < step]
-        history.append({"step": step, "epoch": epoch, "mean": means, "images": rows})
-
-        def write_csv(tmp):
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=("step", "epoch", *means))
-                writer.writeheader()
-                writer.writerows({"step": e["step"], "epoch": e["epoch"], **e["mean"]} for e in history)
-
-        atomic_write(csv_path, write_csv)
-        atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(history, indent=1)))
-        print(f"validation after step {step} (epoch {epoch}): {describe_gain(task, means)}\n"
-              f"{format_table(rows, task.baseline_name)}", flush=True)
-        return means
-
-    return validate
-
-
-def check_held_out(data, val: Path, scale: int, allow_overlap: bool) -> list[Path]:
-    """The validation files; an error if any is also a training image, unless the user allows it."""
-    files = validation_files(val, scale)
-    shared = shared_images(training_files(data), files)
-    if shared and not allow_overlap:
-        examples = ", ".join(f"{v} = {t}" for v, t in shared[:3])
-        raise ConfigError(f"{len(shared)} validation image(s) of {val} are also training images ({examples}"
-                          f"{', ...' if len(shared) > 3 else ''}): validate on held-out images, or pass "
-                          "--allow-val-overlap")
-    return files
 
 
 def main(argv=None) -> dict:
@@ -92,6 +45,9 @@ def main(argv=None) -> dict:
     # Join the job before reading --init: a rank that cannot read it must end the others too. So the
     # timeouts come from the command line and --config (the default configs keep TrainConfig's).
     named = load_config(args.config) if args.config else None
+    if named is not None and named.family != "ipt":
+        raise ConfigError(f"--config {args.config} is a recipe for {named.family}, and ipt.finetune fine-tunes IPT: "
+                          f"train {named.family} with python -m ipt.train --model {named.family}")
     early = training_config(args, named or TrainConfig())
     dist = join(early, args.device)
     out = Path(args.out)
@@ -102,12 +58,8 @@ def main(argv=None) -> dict:
             config = training_config(args, base.updated(model=model.config.to_dict(), tasks=(task.name,)))
             check_fresh_output(args.out, args.resume, main=dist.is_main)
             config = resumed_config(args) or config
-            # Clean images must hold the task's clean crop; pairs' inputs one model input.
-            patch_size = model.config.patch_size
             source = Path(args.data) if args.data else sample_images_dir(split="train")
-            layout, _ = find_pairs(source, scale=task.scale)
-            data = (load_training_images(source, min_size=task.hr_crop_for(patch_size)) if layout == "clean"
-                    else load_image_pairs(source, scale=task.scale, min_size=patch_size))
+            layout, data = load_task_data(source, task, crop=model.config.patch_size)
             val = Path(args.val) if args.val else sample_images_dir(split="validation")
             val_files = check_held_out(data, val, task.scale, args.allow_val_overlap)
             trainer = Trainer(config, data, out, model=model, resume=args.resume, device=args.device,

@@ -12,6 +12,7 @@ import argparse
 
 from .cli import add_training_arguments, check_fresh_output, resumed_config, run_main, training_config
 from .data import load_training_images
+from .errors import ConfigError
 from .model import get_config
 from .tasks import get_task
 from .train import Trainer, load_config
@@ -28,6 +29,9 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     config = training_config(args, load_config(args.config or "small"))
+    if config.family != "ipt":  # the multi-task pretraining (and its contrastive loss) is IPT's
+        raise ConfigError(f"--config {args.config} is a recipe for {config.family}, and ipt.pretrain pretrains IPT: "
+                          f"train {config.family} with python -m ipt.train --model {config.family}")
     # Join the job before touching files, so that a failure on any rank (a missing data folder on one
     # node, say) ends every rank at once rather than leaving them waiting for it.
     dist = join(config, args.device)

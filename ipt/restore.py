@@ -1,6 +1,8 @@
 """python -m ipt.restore --task sr2 --weights IPT_sr2.pt --input in.png --output out.png [--compare] [--target clean.png]
+python -m ipt.restore --model mprnet --task deblur --weights model_deblurring.pth --input blurred/ --output sharp/
 
-Restores one image or every image of a folder. --compare also writes NAME_compare.png: the same detailed
+Restores one image or every image of a folder, with an IPT model (--model ipt, the default) or an MPRNet
+one (--model mprnet; --tile/--tile-overlap bound its memory on large photographs, see ipt.inference). --compare also writes NAME_compare.png: the same detailed
 window of the input, the task's baseline (bicubic, for SR only), the result and, with --target, the clean
 image, enlarged side by side (ipt.compare). --target (a clean image for one input file, or a folder of
 clean images matched to the inputs by file stem) also prints the PSNR-Y of the result and of the baseline

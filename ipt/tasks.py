@@ -6,6 +6,10 @@ the pretrained model); other tasks, e.g. the paper's noise levels 10 and 70, are
     crop = task.hr_crop_for(model.config.patch_size)   # the clean crop for one model input: 96 for the paper's model
     lr = task.degrade(hr_uint8, seed=7)         # float32 (B, C, H/2, W/2) from (B, C, H, W)
     get_task("noise70")                         # a custom task: GaussianNoise(70), scale 1
+    get_task("deblur")                          # a task of real pairs only (GoPro): no synthetic degradation
+
+Every task has a kind -- "sr", "denoise", "derain" or "deblur" -- which says what a model restores, whatever
+makes its inputs: a model family picks its sizes and its loss by it (MPRNet's deblur/denoise/derain presets).
 """
 
 from __future__ import annotations
@@ -25,11 +29,15 @@ def _as_float(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype == torch.uint8 else x
 
 
+KINDS = ("sr", "denoise", "derain", "deblur")  # what a task restores (Task.kind)
+
+
 @dataclass(frozen=True)
 class BicubicDownsample:
     """MATLAB bicubic downscaling; uint8 images take MATLAB's uint8 path, as SR benchmarks did."""
 
     scale: int
+    kind = "sr"
 
     def __call__(self, hr: torch.Tensor, seed: int, sample_ids=None) -> torch.Tensor:
         return _as_float(bicubic_downsample(hr, self.scale))
@@ -38,6 +46,7 @@ class BicubicDownsample:
 @dataclass(frozen=True)
 class GaussianNoise:
     sigma: float
+    kind = "denoise"
 
     def __call__(self, hr: torch.Tensor, seed: int, sample_ids=None) -> torch.Tensor:
         return add_gaussian_noise(hr, self.sigma, seed, sample_ids)
@@ -46,9 +55,23 @@ class GaussianNoise:
 @dataclass(frozen=True)
 class Rain:
     rain: str | RainConfig = "light"
+    kind = "derain"
 
     def __call__(self, hr: torch.Tensor, seed: int, sample_ids=None) -> torch.Tensor:
         return add_rain(hr, seed, sample_ids, self.rain)
+
+
+@dataclass(frozen=True)
+class RealPairsOnly:
+    """The degradation of a task whose inputs only come from real pairs (GoPro's blur, SIDD's camera
+    noise, the rain of Rain13k): there is nothing to synthesise, so clean images cannot be used for it."""
+
+    kind: str
+    example: str  # a data set of such pairs, for the message
+
+    def __call__(self, hr: torch.Tensor, seed: int, sample_ids=None) -> torch.Tensor:
+        raise ConfigError(f"this {self.kind} task has no synthetic degradation: train and evaluate it on real pairs "
+                          f"(input/ + target/ folders, e.g. {self.example}), not on clean images")
 
 
 Degradation = Callable[..., torch.Tensor]  # (hr, seed, sample_ids=None) -> degraded float image
@@ -60,6 +83,16 @@ class Task:
     scale: int  # output / input size of the model: 2, 3, 4 for SR, 1 for restoration
     degradation: Degradation
     index: int | None = None  # position in the official six; None for custom tasks
+
+    @property
+    def kind(self) -> str:
+        """What the task restores: "sr", "denoise", "derain" or "deblur" (see KINDS)."""
+        return self.degradation.kind
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether the task can make its inputs from clean images (else it needs real pairs)."""
+        return not isinstance(self.degradation, RealPairsOnly)
 
     def hr_crop_for(self, patch_size: int) -> int:
         """Side of the clean crop whose degraded version is one model input of patch_size x patch_size
@@ -111,7 +144,14 @@ TASKS: tuple[Task, ...] = (
     Task("noise50", 1, GaussianNoise(50.0), 5),
 )
 TASK_NAMES: tuple[str, ...] = tuple(t.name for t in TASKS)
-_BY_NAME = {t.name: t for t in TASKS}
+# Restoration of real pairs, named as MPRNet names its three (Deblurring, Denoising, Deraining): GoPro and
+# HIDE blur, SIDD and DND camera noise, the Rain13k mixture of rain.
+PAIR_TASKS: tuple[Task, ...] = (
+    Task("deblur", 1, RealPairsOnly("deblur", "GoPro/train")),
+    Task("denoise", 1, RealPairsOnly("denoise", "SIDD/train")),
+    Task("derain", 1, RealPairsOnly("derain", "Rain13k/train")),
+)
+_BY_NAME = {t.name: t for t in (*TASKS, *PAIR_TASKS)}
 
 
 def noise_task(sigma: float) -> Task:
@@ -125,8 +165,8 @@ def sr_task(scale: int) -> Task:
 
 
 def get_task(task: str | int | Task) -> Task:
-    """A task by name ('sr2', 'noise30', ... or a custom 'noise10', 'sr8', 'rain-heavy'), by official
-    index (0-5), or a Task given as is."""
+    """A task by name ('sr2', 'noise30', ... a custom 'noise10', 'sr8', 'rain-heavy', or one of the real-pair
+    tasks 'deblur', 'denoise', 'derain'), by official index (0-5), or a Task given as is."""
     if isinstance(task, Task):
         return task
     if isinstance(task, int) and not isinstance(task, bool):
@@ -144,7 +184,8 @@ def get_task(task: str | int | Task) -> Task:
     if (m := re.fullmatch(r"sr(\d+)", task)) and int(m.group(1)) >= 2:
         return sr_task(int(m.group(1)))
     raise ConfigError(
-        f"unknown task {task!r}: use one of {list(TASK_NAMES)}, 'rain-heavy', 'noise<sigma>' or 'sr<scale>'"
+        f"unknown task {task!r}: use one of {list(TASK_NAMES)}, 'rain-heavy', 'noise<sigma>', 'sr<scale>', or a "
+        f"task of real pairs: {[t.name for t in PAIR_TASKS]}"
     )
 
 

@@ -144,7 +144,8 @@ TRAINING_FLAGS = {"--steps": "steps", "--epochs": "epochs", "--batch-size": "bat
                   "--lr": "lr", "--workers": "workers", "--seed": "seed", "--amp": "amp", "--compile": "compile",
                   "--checkpoint-every": "checkpoint_every", "--dist-timeout": "dist_timeout",
                   "--heartbeat-timeout": "heartbeat_timeout", "--wait-timeout": "wait_timeout", "--dali": "loader",
-                  "--lr-decay": "lr_decay", "--warmup-steps": "warmup_steps", "--validate-every": "validate_every"}
+                  "--lr-decay": "lr_decay", "--warmup-steps": "warmup_steps", "--validate-every": "validate_every",
+                  "--warmup-epochs": "warmup_epochs", "--crop": "crop"}
 
 
 def _training_parser():

@@ -223,10 +223,10 @@ def _poison_steps(monkeypatch, bad_steps):
     real_losses = loop_module.Trainer._losses
 
     def losses(self, forward, batch):
-        l1, contrastive = real_losses(self, forward, batch)
+        total, terms = real_losses(self, forward, batch)
         if self.position.step + 1 in bad_steps:
-            l1 = l1 * float("nan")
-        return l1, contrastive
+            total, terms = total * float("nan"), terms * float("nan")
+        return total, terms
 
     monkeypatch.setattr(loop_module.Trainer, "_losses", losses)
 

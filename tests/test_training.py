@@ -219,7 +219,7 @@ def test_config_files_and_presets(tmp_path):
     with pytest.raises(ConfigError, match="unknown training config keys"):
         load_config(bad)
     with pytest.raises(ConfigError, match="unknown task"):
-        TrainConfig(tasks=("sr2", "deblur"))
+        TrainConfig(tasks=("sr2", "dehaze"))
     bad.write_text('{"lr_gamma": "fast", "lr_milestones": 3, "seed": 1.5}')  # wrong types: errors, not crashes
     with pytest.raises(ConfigError, match="lr_milestones must be a list of integers, got 3; lr_gamma must be a finite "
                                           "number, got 'fast'; seed must be an integer, got 1.5"):

@@ -12,7 +12,7 @@ the old names here still work, with a DeprecationWarning.
 import warnings
 
 from .batch import Batch, degrade_batch
-from .datasets import ImagePairs, TrainingImages, load_image_pairs, load_training_images
+from .datasets import ImagePairs, TrainingImages, load_image_pairs, load_task_data, load_training_images
 from .folders import DataLayoutError
 from .images import (IMAGE_SUFFIXES, ImageTooLargeError, UnreadableImageError, list_images, read_image, to_rgb_uint8,
                      write_image)
@@ -20,7 +20,7 @@ from .samples import SAMPLE_NAMES, TRAINING_SAMPLES, VALIDATION_SAMPLES, sample_
 
 __all__ = ["IMAGE_SUFFIXES", "ImageTooLargeError", "UnreadableImageError", "list_images", "read_image", "to_rgb_uint8", "write_image",
            "SAMPLE_NAMES", "TRAINING_SAMPLES", "VALIDATION_SAMPLES", "sample_image", "sample_images_dir", "Batch", "degrade_batch", "TrainingImages",
-           "ImagePairs", "load_training_images", "load_image_pairs", "DataLayoutError"]
+           "ImagePairs", "load_training_images", "load_image_pairs", "load_task_data", "DataLayoutError"]
 
 _MOVED_TO_LOADERS = ("make_loader", "BACKENDS")
 

@@ -62,6 +62,20 @@ def load_training_images(source=None, min_size: int = 0, cache="default", full_c
     return TrainingImages(tuple(report.records), str(source))
 
 
+def load_task_data(source, task, crop: int, cache="default") -> tuple[str, TrainingImages | ImagePairs]:
+    """(layout, data) of a training folder for one task: its pairs (input/ + target/, HR/ + LR_bicubic/X{s}/)
+    if it holds them, else its clean images, to be degraded on the fly by the task. crop: the side of one
+    model input; clean images must hold the task's clean crop (crop x scale), pairs' inputs one crop. A
+    task that cannot synthesise its inputs (real-pair tasks: deblur, ...) needs pairs."""
+    layout, _ = find_pairs(source, scale=task.scale)
+    if layout == "clean":
+        if not task.synthetic:
+            raise DataLayoutError(f"{source}: holds clean images only, but task {task.name!r} trains on real pairs "
+                                  "(input/ + target/ folders)")
+        return layout, load_training_images(source, min_size=task.hr_crop_for(crop), cache=cache)
+    return layout, load_image_pairs(source, scale=task.scale, min_size=crop, cache=cache)
+
+
 def load_image_pairs(root, scale: int = 1, min_size: int = 0, cache="default", full_check: bool = False) -> ImagePairs:
     """Finds and checks (input, target) pairs: input/ + target/ or HR/ + LR_bicubic/X{scale}/.
     A missing partner, two images of one name, or a target that is not `scale` times its input

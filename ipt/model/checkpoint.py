@@ -25,6 +25,7 @@ from .config import IPTConfig
 
 FORMAT = "ipt-toolkit"
 FORMAT_VERSION = 1
+DEFAULT_FAMILY = "ipt"  # the family of a file that names none (written before MPRNet joined)
 
 
 class CheckpointError(IPTError, ValueError):
@@ -35,7 +36,8 @@ class CheckpointError(IPTError, ValueError):
 
 
 def model_payload(model) -> dict:
-    """Config, task names and weights of an IPT model: everything needed to rebuild it."""
+    """Family, config, task names and weights of a model (IPT, MPRNet: ipt.families): everything needed
+    to rebuild it. Files written before families existed have no "family": they hold IPT models."""
     for task in model.tasks:
         try:
             get_task(task.name)
@@ -47,9 +49,12 @@ def model_payload(model) -> dict:
     return {
         "format": FORMAT,
         "version": FORMAT_VERSION,
+        "family": getattr(model, "family", DEFAULT_FAMILY),
         "config": model.config.to_dict(),
         "tasks": model.task_names,
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        # A copy of each tensor: a parameter a network shares between blocks (MPRNet's one PReLU slope) is
+        # one tensor under many keys, which safetensors refuses to write.
+        "state_dict": {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()},
     }
 
 
@@ -58,7 +63,8 @@ def is_model_payload(content) -> bool:
 
 
 def save_checkpoint(model, path, **extra_metadata) -> None:
-    """Saves an IPT model to path: safetensors unless the name ends in .pt/.pth. extra_metadata: strings."""
+    """Saves a model (of any family) to path: safetensors unless the name ends in .pt/.pth.
+    extra_metadata: strings."""
     payload = model_payload(model)
     path = Path(path)
     if path.suffix in (".pt", ".pth"):
@@ -66,7 +72,8 @@ def save_checkpoint(model, path, **extra_metadata) -> None:
         return
     from safetensors.torch import save_file
 
-    metadata = {"format": FORMAT, "version": str(FORMAT_VERSION), "config": json.dumps(payload["config"]),
+    metadata = {"format": FORMAT, "version": str(FORMAT_VERSION), "family": payload["family"],
+                "config": json.dumps(payload["config"]),
                 "tasks": json.dumps(payload["tasks"]), **{k: str(v) for k, v in extra_metadata.items()}}
     atomic_write(path, lambda tmp: save_file(payload["state_dict"], tmp, metadata=metadata))
 
@@ -121,8 +128,8 @@ def _read_safetensors(path: Path, map_location) -> tuple[str, dict]:
     if metadata.get("format") != FORMAT:
         return "state_dict", tensors
     _check_version(metadata.get("version", FORMAT_VERSION), path)
-    return "ours", {"config": _json_field(metadata, "config", path), "tasks": _json_field(metadata, "tasks", path),
-                    "state_dict": tensors}
+    return "ours", {"family": metadata.get("family", DEFAULT_FAMILY), "config": _json_field(metadata, "config", path),
+                    "tasks": _json_field(metadata, "tasks", path), "state_dict": tensors}
 
 
 def _json_field(metadata: dict, key: str, path: Path):
@@ -142,8 +149,9 @@ def _check_version(version, path) -> None:
                               f"{FORMAT_VERSION} (a newer toolkit wrote it, or the file is damaged)")
 
 
-def check_payload(payload: dict, source: str) -> None:
-    """The types of a model payload's entries (what IPT.from_payload reads), each wrong one named."""
+def check_payload(payload: dict, source: str, family: str = DEFAULT_FAMILY) -> None:
+    """The types of a model payload's entries (what a family's from_payload reads), each wrong one named,
+    and that it holds a model of `family` (a file of another family says which to use)."""
     expected = {"config": (dict, "a dict of IPTConfig fields"), "tasks": ((list, tuple), "a list of task names"),
                 "state_dict": (dict, "a dict of tensors")}
     for key, (kind, what) in expected.items():
@@ -152,8 +160,14 @@ def check_payload(payload: dict, source: str) -> None:
                                   f"{sorted(map(str, payload))})")
         if not isinstance(payload[key], kind):
             raise CheckpointError(f"{source}: its {key!r} should be {what}, not {type(payload[key]).__name__}")
+    if not isinstance(payload.get("family", DEFAULT_FAMILY), str):
+        raise CheckpointError(f"{source}: its 'family' should be a model family's name, not {payload['family']!r}")
     if not all(isinstance(t, str) for t in payload["tasks"]):
         raise CheckpointError(f"{source}: its 'tasks' should be task names, not {payload['tasks']!r}")
+    held = payload.get("family", DEFAULT_FAMILY)
+    if held != family:
+        raise CheckpointError(f"{source} holds a model of the {held!r} family, not {family!r}: load it with "
+                              f"ipt.families.load_model (on the command line: --model {held})")
     check_weights(payload["state_dict"], source)
 
 

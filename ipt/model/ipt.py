@@ -23,6 +23,8 @@ class IPT(nn.Module):
     `task` is a task name or an index into model.tasks. Parameter names and shapes are the official
     checkpoints' (see IPT.load_official)."""
 
+    family = "ipt"  # its model family (ipt.families), recorded in our checkpoints
+
     def __init__(self, tasks: Sequence[str | Task] = ("sr2",), config: str | IPTConfig | dict = "ipt"):
         super().__init__()
         if isinstance(tasks, (str, Task)):

@@ -14,8 +14,10 @@ from tqdm import tqdm
 
 from ..files import atomic_write
 
-FIELDS = ("step", "epoch", "lr", "loss", "l1", "contrastive", "steps_per_s", "samples_per_s", "data_wait_s",
-          "compute_s", "data_fraction")
+# log.csv's columns: these, with the model family's loss terms after "loss" (IPT: l1, contrastive; MPRNet:
+# charbonnier, edge) and the loss of each task at the end.
+POSITION_FIELDS = ("step", "epoch", "lr", "loss")
+SPEED_FIELDS = ("steps_per_s", "samples_per_s", "data_wait_s", "compute_s", "data_fraction")
 
 
 def _keep_rows_up_to(path: Path, step: int, columns: list[str]) -> None:
@@ -42,9 +44,9 @@ class RunLog:
     """Accumulates per-step numbers and writes their averages every `every` steps."""
 
     def __init__(self, out: Path, task_names: list[str], total_steps: int, first_step: int, every: int,
-                 enabled: bool = True, progress: bool | None = None):
-        self.enabled, self.every, self.tasks = enabled, every, task_names
-        self.columns = [*FIELDS, *(f"loss_{t}" for t in task_names)]
+                 enabled: bool = True, progress: bool | None = None, *, loss_names: tuple[str, ...]):
+        self.enabled, self.every, self.tasks, self.loss_names = enabled, every, task_names, tuple(loss_names)
+        self.columns = [*POSITION_FIELDS, *self.loss_names, *SPEED_FIELDS, *(f"loss_{t}" for t in task_names)]
         self._reset()
         self.bar = None
         self.writer = None
@@ -77,13 +79,14 @@ class RunLog:
         self.data_wait = self.compute = 0.0
         self.started = time.perf_counter()
 
-    def step(self, *, step, epoch, lr, loss, l1, contrastive, task, samples, data_wait, compute) -> dict | None:
-        """Records one optimizer step; returns the averages when a log line is written."""
+    def step(self, *, step, epoch, lr, loss, terms: dict, task, samples, data_wait, compute) -> dict | None:
+        """Records one optimizer step (terms: the loss terms by name); returns the averages when a log
+        line is written."""
         self.count += 1
         self.samples += samples
         self.data_wait += data_wait
         self.compute += compute
-        for key, value in (("loss", loss), ("l1", l1), ("contrastive", contrastive)):
+        for key, value in (("loss", loss), *terms.items()):
             self.sums[key] += value
         self.task_losses[task].append(loss)
         if self.bar is not None:
@@ -92,7 +95,7 @@ class RunLog:
             return None
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         row = {"step": step, "epoch": epoch, "lr": lr,
-               **{k: self.sums[k] / self.count for k in ("loss", "l1", "contrastive")},
+               **{k: self.sums[k] / self.count for k in ("loss", *self.loss_names)},
                "steps_per_s": self.count / elapsed, "samples_per_s": self.samples / elapsed,
                "data_wait_s": self.data_wait / self.count, "compute_s": self.compute / self.count,
                "data_fraction": self.data_wait / max(self.data_wait + self.compute, 1e-9)}
@@ -106,7 +109,8 @@ class RunLog:
                 for key, value in row.items():
                     if key not in ("step", "epoch") and not (isinstance(value, float) and math.isnan(value)):
                         self.writer.add_scalar(key, value, step)
-            message = (f"loss {row['loss']:.3f} (l1 {row['l1']:.3f}) | {row['steps_per_s']:.2f} steps/s "
+            first = self.loss_names[0] if self.loss_names else "loss"
+            message = (f"loss {row['loss']:.3f} ({first} {row[first]:.3f}) | {row['steps_per_s']:.2f} steps/s "
                        f"{row['samples_per_s']:.1f} samples/s | data wait {100 * row['data_fraction']:.0f}%")
             if self.bar is not None:
                 self.bar.set_postfix_str(message)

@@ -2,9 +2,10 @@
 
 One optimizer step = one task (drawn per step from the seed, the same on every rank) over
 `batch_size` images: `accumulation` micro-batches of `micro_batch` images on each of the ranks. The loss
-is L1(model(degraded), clean) + lambda * contrastive(body tokens); gradients are averaged over ranks by
-DDP, clipped to a maximum norm, and applied by Adam at the rate of ipt.train.schedule (warm-up, then
-the paper's step decay at epoch milestones or a cosine decay).
+is the model family's (ipt.families): for IPT L1(model(degraded), clean) + lambda * contrastive(body
+tokens), for MPRNet Charbonnier + edge loss over its three stage outputs; gradients are averaged over
+ranks by DDP, clipped to a maximum norm, and applied by Adam at the rate of ipt.train.schedule (warm-up,
+then the paper's step decay at epoch milestones or a cosine decay).
 Checkpoints record the exact data position, so a killed run resumes where it stopped.
 
 Faults (issue 12): a run owns its output folder (ipt.files.OutputLock: a second run there is refused);
@@ -31,18 +32,16 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from ..data import DataLayoutError, degrade_batch
 from ..errors import ConfigError, IPTError
+from ..families import describe_family, get_family
 from ..files import OutputLock
 from ..loaders import make_loader
-from ..model import IPT
-from ..model.checkpoint import CheckpointError
+from ..model.checkpoint import DEFAULT_FAMILY, CheckpointError
 from ..preemption import StopRequests, signal_name
 from . import distributed, state
 from .config import TrainConfig, changed_settings
-from .contrastive import contrastive_loss
 from .schedule import LRSchedule
 from .logger import RunLog
 
@@ -52,11 +51,12 @@ class DivergedError(IPTError, FloatingPointError):
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, data, out, *, model: IPT | None = None, resume: bool = False,
+    def __init__(self, config: TrainConfig, data, out, *, model: torch.nn.Module | None = None, resume: bool = False,
                  device: str | None = None, validate: Callable | None = None, progress: bool | None = None,
                  loader=None, allow_config_changes: bool = False):
         """data: TrainingImages (degraded on the fly) or ImagePairs. model: start from these weights
-        (fine-tuning); default a new IPT(config.tasks, config.model). validate(model, epoch) -> metrics
+        (fine-tuning), a model of config.family; default a new one of config.tasks and config.model
+        (IPT(config.tasks, config.model) for IPT). validate(model, epoch) -> metrics
         (or validate(model, epoch, step)), run on rank 0 after every epoch, or every validate_every steps.
         loader: use this instead of building one from config.loader
         (anything with .tasks, len() and .epoch(epoch, start), e.g. synthetic batches for benchmarks).
@@ -97,7 +97,11 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         torch.manual_seed(config.seed)
-        self.model = (model or IPT(config.tasks, config.model)).to(self.dist.device)
+        self.family = get_family(config.family)
+        if model is not None and getattr(model, "family", DEFAULT_FAMILY) != self.family.name:
+            raise ConfigError(f"the model given is an {describe_family(model.family)} model but the config trains the "
+                              f"{config.family!r} family: set family={model.family!r}")
+        self.model = (model or self.family.build(config.tasks, config.model)).to(self.dist.device)
         self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=config.lr,
                                           betas=tuple(config.betas), weight_decay=config.weight_decay)
         self.position = state.Position(world=world)
@@ -112,21 +116,24 @@ class Trainer:
             self._resume()
         self.loader = loader or make_loader(
             config.loader, data, self.model.task_names, self.micro_batch, config.seed,
-            patch_size=self.model.config.patch_size, workers=config.workers, device=self.dist.device,
+            patch_size=self.family.train_crop(self.model.config, config), workers=config.workers, device=self.dist.device,
             repeat=config.repeat, last_batch="drop", rank=self.dist.rank, world=world, task_group=self.accumulation)
         self.steps_per_epoch = len(self.loader) // self.accumulation
         if self.steps_per_epoch == 0:
             raise ConfigError(f"the data ({len(self.loader)} batches of {self.micro_batch}) does not fill one step of "
                              f"{config.batch_size} images over {world} rank(s); use a smaller batch or a larger repeat")
         self.total_steps = config.steps or config.epochs * self.steps_per_epoch
-        self.scheduler = LRSchedule(config, self.total_steps)
+        self.scheduler = LRSchedule(config, self.total_steps, self.steps_per_epoch)
 
     def _resume(self) -> None:
         checkpoint, path = state.load_latest(self.out, map_location=self.dist.device)
         saved = checkpoint["model"]
-        if saved["tasks"] != self.model.task_names or saved["config"] != self.model.config.to_dict():
-            raise CheckpointError(f"{path}: holds a model with tasks {saved['tasks']} and config {saved['config']}, "
-                                  f"not this run's ({self.model.task_names}, {self.model.config.to_dict()})")
+        held = saved.get("family", DEFAULT_FAMILY)
+        if (held != self.model.family or saved["tasks"] != self.model.task_names
+                or saved["config"] != self.model.config.to_dict()):
+            raise CheckpointError(f"{path}: holds an {describe_family(held)} model with tasks {saved['tasks']} and config "
+                                  f"{saved['config']}, not this run's ({describe_family(self.model.family)}, "
+                                  f"{self.model.task_names}, {self.model.config.to_dict()})")
         self._check_settings(checkpoint.get("config", {}), path)
         if self.dist.is_main:
             state.set_aside_newer(self.out, path)
@@ -182,9 +189,9 @@ class Trainer:
         model = self.model
         if self.dist.world > 1:
             device_ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
-            # Every step trains one task: the other heads and tails get no gradient.
-            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
-                                                              find_unused_parameters=True)
+            # IPT trains one task per step: the other heads and tails get no gradient (the family says).
+            model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=device_ids, find_unused_parameters=self.family.find_unused_parameters)
         forward = torch.compile(model) if self.config.compile else model
         return model, forward
 
@@ -193,32 +200,26 @@ class Trainer:
         use_bf16 = amp == "bf16" or (amp == "auto" and self.dist.device.type == "cuda")
         return torch.autocast(self.dist.device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
 
-    def _losses(self, forward, batch):
-        lr_images, target = degrade_batch(batch, self.loader.tasks, self.config.seed)
-        with self._autocast():
-            output, tokens = forward(lr_images, batch.task, return_features=True)
-        l1 = F.l1_loss(output.float(), target)
-        if self.config.contrastive_weight > 0:
-            contrastive = contrastive_loss(tokens, self.config.temperature, self.config.contrastive_chunk)
-        else:
-            contrastive = torch.zeros((), device=l1.device)
-        return l1, contrastive
+    def _losses(self, forward, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(total loss, its terms in family.loss_names' order) of one micro-batch: the family's loss."""
+        inputs, target = degrade_batch(batch, self.loader.tasks, self.config.seed)
+        return self.family.losses(forward, inputs, target, self.loader.tasks[batch.task], batch.task, self.config,
+                                  self._autocast())
 
-    def _step(self, wrapped, forward, group, stop: StopRequests) -> tuple[float, float, bool, bool]:
-        """One optimizer step over a group of micro-batches. Returns their mean (l1, contrastive) losses,
-        whether the step was applied (False: a rank's loss or the gradients were not finite, so no rank
-        applied it) and whether any rank was asked to stop."""
-        cfg = self.config
+    def _step(self, wrapped, forward, group, stop: StopRequests) -> tuple[list[float], bool, bool]:
+        """One optimizer step over a group of micro-batches. Returns their mean losses (the total, then
+        the family's terms), whether the step was applied (False: a rank's loss or the gradients were not
+        finite, so no rank applied it) and whether any rank was asked to stop."""
         self.scheduler.apply(self.optimizer, self.position.step, self.position.epoch)
         self.optimizer.zero_grad(set_to_none=True)
-        losses = torch.zeros(2, device=self.dist.device)  # (l1, contrastive), summed on the device
+        losses = torch.zeros(1 + len(self.family.loss_names), device=self.dist.device)  # summed on the device
         for j, batch in enumerate(group):
             last = j == len(group) - 1
             sync = nullcontext() if last or wrapped is self.model else wrapped.no_sync()
             with sync:
-                l1, contrastive = self._losses(forward, batch)
-                ((l1 + cfg.contrastive_weight * contrastive) / self.accumulation).backward()
-            losses += torch.stack([l1.detach(), contrastive.detach()]) / self.accumulation
+                total, terms = self._losses(forward, batch)
+                (total / self.accumulation).backward()
+            losses += torch.cat([total.detach()[None], terms.detach().float()]) / self.accumulation
         norm = self._grad_norm()
         # What every rank must agree on before the step: a non-finite loss anywhere (the gradients, already
         # averaged by DDP, are the same on all), a stop signal anywhere, and the last batch index (ranks
@@ -231,11 +232,10 @@ class Trainer:
         # The host sync of a step: it reads the verdicts and the losses, and ends the step's GPU work, so
         # the compute time the log shows is honest.
         stopping, nonfinite, last_max, minus_last_min = flags.tolist()
-        l1_sum, contrastive_sum = losses.tolist()
         self._check_aligned(last_max, -minus_last_min)
         if not nonfinite:
             self.optimizer.step()
-        return l1_sum, contrastive_sum, not nonfinite, bool(stopping)
+        return losses.tolist(), not nonfinite, bool(stopping)
 
     def _grad_norm(self) -> torch.Tensor:
         """The gradients' total 2-norm, clipped to grad_clip when that is set (the norm before clipping)."""
@@ -265,7 +265,8 @@ class Trainer:
             # of it at once.
             with StopRequests() as stop, self.dist.guard():
                 self._log = RunLog(self.out, self.model.task_names, self.total_steps, pos.step, cfg.log_every,
-                                   enabled=self.dist.is_main, progress=self.progress)
+                                   enabled=self.dist.is_main, progress=self.progress,
+                                   loss_names=self.family.loss_names)
                 wrapped, forward = self._forward_fn()
                 while pos.step < self.total_steps and pos.epoch < cfg.epochs:
                     first_batch = pos.next_batch
@@ -342,13 +343,13 @@ class Trainer:
                     raise DataLayoutError(self._out_of_step(f"the end of epoch {pos.epoch}"))
                 return "epoch"
             started = time.perf_counter()
-            l1, contrastive, applied, stopping = self._step(wrapped, forward, group, stop)
+            losses, applied, stopping = self._step(wrapped, forward, group, stop)
             computed = time.perf_counter()
             pos.step += 1
             pos.next_batch = group[-1].index + 1  # a loader may have dropped a batch whose files are all gone
             self._steps_this_epoch += 1
             self._count_nonfinite(applied)
-            self._log_step(group, l1, contrastive, data_wait=started - waited, compute=computed - started)
+            self._log_step(group, losses, data_wait=started - waited, compute=computed - started)
             if pos.step % cfg.checkpoint_every == 0 or self._checkpoint_due:
                 self._save_unless_diverging()
             if cfg.validate_every and pos.step % cfg.validate_every == 0:
@@ -400,12 +401,13 @@ class Trainer:
             print(f"stopped by {self.stopped_by} at step {self.position.step}; "
                   f"{f'last checkpoint {last[-1]}' if last else 'no checkpoint'}", flush=True)
 
-    def _log_step(self, group, l1: float, contrastive: float, data_wait: float, compute: float) -> None:
-        loss = l1 + self.config.contrastive_weight * contrastive
+    def _log_step(self, group, losses: list[float], data_wait: float, compute: float) -> None:
+        loss, *terms = losses
         self._first_loss = loss if self._first_loss is None else self._first_loss
         self._last_loss = loss
         self._log.step(step=self.position.step, epoch=self.position.epoch, lr=self.optimizer.param_groups[0]["lr"],
-                       loss=loss, l1=l1, contrastive=contrastive, task=self.model.task_names[group[0].task],
+                       loss=loss, terms=dict(zip(self.family.loss_names, terms)),
+                       task=self.model.task_names[group[0].task],
                        samples=sum(len(b.sample_ids) for b in group) * self.dist.world,
                        data_wait=data_wait, compute=compute)
 

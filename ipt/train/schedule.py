@@ -1,6 +1,7 @@
 """The learning rate of every optimizer step, as a function of the run's position alone.
 
-Two decays, each after an optional linear warm-up over the first `warmup_steps` steps:
+Two decays, each after an optional linear warm-up over the first `warmup_steps` steps (or `warmup_epochs`
+epochs, MPRNet's recipe, counted in the run's steps per epoch):
 - "step" (the paper's): the rate is multiplied by lr_gamma at each epoch of lr_milestones
   (5e-5 -> 2e-5 at epoch 200 for IPT);
 - "cosine": from lr down to lr_min along half a cosine over the run's steps, the schedule short runs
@@ -18,9 +19,10 @@ LR_DECAYS = ("step", "cosine")
 
 
 class LRSchedule:
-    def __init__(self, config, total_steps: int):
+    def __init__(self, config, total_steps: int, steps_per_epoch: int = 1):
         self.lr, self.lr_min = config.lr, config.lr_min
-        self.decay, self.warmup_steps = config.lr_decay, config.warmup_steps
+        self.decay = config.lr_decay
+        self.warmup_steps = config.warmup_steps or getattr(config, "warmup_epochs", 0) * steps_per_epoch
         self.milestones, self.gamma = tuple(config.lr_milestones), config.lr_gamma
         self.total_steps = total_steps
 
