@@ -97,12 +97,18 @@ def test_custom_tasks():
     assert get_task("noise70").scale == 1
     assert get_task("sr8").scale == 8 and get_task("sr8").hr_crop_for(48) == 384
     assert get_task("rain-heavy").degradation.rain == "heavy"
+    for name in ("deblur", "denoise", "derain"):  # real pairs only: nothing to synthesise
+        task = get_task(name)
+        assert (task.kind, task.scale, task.synthetic, task.baseline_name) == (name, 1, False, "input")
+        with pytest.raises(ConfigError, match="real pairs"):
+            task.degrade(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), seed=0)
+    assert [get_task(n).kind for n in ("sr2", "noise30", "rain", "rain-heavy")] == ["sr", "denoise", "derain", "derain"]
     mine = Task("blur", 1, lambda hr, seed, sample_ids=None: hr.float() * 0.5)
     assert get_task(mine) is mine
     assert torch.equal(mine.degrade(torch.full((1, 3, 4, 4), 8, dtype=torch.uint8), 0), torch.full((1, 3, 4, 4), 4.0))
 
 
-@pytest.mark.parametrize("bad, error", [("sr1", ConfigError), ("denoise", ConfigError), (6, ConfigError), (-1, ConfigError),
+@pytest.mark.parametrize("bad, error", [("sr1", ConfigError), ("dehaze", ConfigError), (6, ConfigError), (-1, ConfigError),
                                         (1.5, TypeError), (True, TypeError)])
 def test_unknown_tasks_are_clear_errors(bad, error):
     with pytest.raises(error, match="task"):
