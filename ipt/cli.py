@@ -90,6 +90,15 @@ def run_main(main) -> None:
         raise SystemExit(exit_status(signum))
 
 
+def print_done(summary: dict, digits: int = 3) -> None:
+    """The last line of a training run that ran to its end: steps, the loss from first to last, the model."""
+    if summary["stopped_by"] is not None:
+        return
+    trained = (f"loss {summary['first_loss']:.{digits}f} -> {summary['last_loss']:.{digits}f}"
+               if summary["first_loss"] is not None else "nothing left to train")
+    print(f"done: {summary['steps']} steps, {trained}; model in {summary['model']}", flush=True)
+
+
 def add_training_arguments(parser: argparse.ArgumentParser, default_out: str) -> None:
     """Options shared by ipt.pretrain and ipt.finetune: the output, resuming, the device, the progress bar,
     and one option per TrainConfig field declared with flag() (ipt.train.config). Unset options are None

@@ -47,6 +47,8 @@ class ModelFamily(abc.ABC):
     find_unused_parameters: bool = True
     # The names of the loss terms losses() returns, in order: log.csv's columns.
     loss_names: tuple[str, ...] = ()
+    # What its weights files are, for the message when none are given.
+    weights_hint: str = "a model file"
 
     # --- sizes and models ---------------------------------------------------------------------------------
 
@@ -63,8 +65,10 @@ class ModelFamily(abc.ABC):
         """A new model (random weights) for these tasks with this config (preset name, dict or config)."""
 
     @abc.abstractmethod
-    def from_payload(self, payload: dict, source: str) -> torch.nn.Module:
-        """The model one of our checkpoints describes (ipt.model.checkpoint.model_payload), loaded strictly."""
+    def from_payload(self, payload: dict, source: str, **options) -> torch.nn.Module:
+        """The model one of our checkpoints describes (ipt.model.checkpoint.model_payload), loaded strictly.
+        options: as for load_official (a value the file contradicts, or that the family has no use for, is
+        an error)."""
 
     @abc.abstractmethod
     def claims(self, content) -> bool:
@@ -118,12 +122,6 @@ class ModelFamily(abc.ABC):
         object) trained with `config` (the TrainConfig; its crop, if set): the crop of clean images is this
         times the task's scale."""
 
-    def training_presets(self) -> tuple[str, ...]:
-        """Names of the TrainConfig presets (ipt.train.config.PRESETS) made for this family."""
-        from .train.config import PRESETS
-
-        return tuple(name for name, preset in PRESETS.items() if preset.family == self.name)
-
 
 _LOADED: dict[str, ModelFamily] = {}
 
@@ -176,10 +174,7 @@ def load_model(path, task=None, *, family: str | None = None, map_location="cpu"
         raise CheckpointError(f"{path} holds an {describe_family(found.name)} model, not an "
                               f"{describe_family(wanted.name)} one: use --model {found.name} (model={found.name!r})")
     if kind == "ours":
-        model = found.from_payload(content, str(path))
-        if options.get("num_heads") is not None and found.name == "ipt" and options["num_heads"] != model.config.num_heads:
-            raise CheckpointError(f"{path} stores its config, with num_heads {model.config.num_heads}, not "
-                                  f"{options['num_heads']}: leave num_heads out for checkpoints of this toolkit")
+        model = found.from_payload(content, str(path), **options)
     else:
         model = found.load_official(path, content, task, **options)
     if task is not None:

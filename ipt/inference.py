@@ -53,11 +53,6 @@ from .outputs import OutputPlan, plan_outputs, write_output
 from .ops.reference import mirror_index
 from .tasks import get_task
 
-# What the weights of each family are, for the message when none are given.
-_WEIGHTS_HINT = {"ipt": "an official IPT file (e.g. IPT_sr2.pt)",
-                 "mprnet": "an official MPRNet file (model_deblurring.pth, model_denoising.pth, model_deraining.pth "
-                           "or PaddleGAN's MPR_Deblurring.pdparams, ...)"}
-
 ModelFn = Callable[[torch.Tensor], torch.Tensor]  # tiles (N, C, h, w) -> (N, C, h*s, w*s); IPT: h = w = patch_size
 
 MODES = ("official", "fast")
@@ -361,7 +356,7 @@ class Restorer:
                  tile_overlap: int | None = None):
         family = get_family(model)
         if weights is None:
-            raise ConfigError(f"Restorer needs weights: {_WEIGHTS_HINT.get(family.name, 'a model file')} or a "
+            raise ConfigError(f"Restorer needs weights: {family.weights_hint} or a "
                               "checkpoint made by python -m ipt.finetune / ipt.pretrain; nothing is downloaded")
         if num_heads is not None and family.name != "ipt":
             raise ConfigError(f"num_heads is for official IPT files only, not for {describe_family(family.name)} "

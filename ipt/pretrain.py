@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import add_training_arguments, check_fresh_output, resumed_config, run_main, training_config
+from .cli import add_training_arguments, check_fresh_output, print_done, resumed_config, run_main, training_config
 from .data import load_training_images
 from .errors import ConfigError
 from .model import get_config
@@ -52,10 +52,8 @@ def main(argv=None) -> dict:
                   f"{config.batch_size} images ({trainer.dist.world} rank(s) x {trainer.micro_batch} x "
                   f"{trainer.accumulation}), {config.loader} loader, device {trainer.dist.device}", flush=True)
         summary = trainer.run()
-        if trainer.dist.is_main and summary["stopped_by"] is None:
-            trained = (f"loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}"
-                       if summary["first_loss"] is not None else "nothing left to train")
-            print(f"done: {summary['steps']} steps, {trained}; model in {summary['model']}", flush=True)
+        if trainer.dist.is_main:
+            print_done(summary)
         return summary
     finally:
         teardown()

@@ -9,6 +9,7 @@ from ..families import ModelFamily
 from ..errors import ConfigError
 from .config import PRESETS, get_config
 from .ipt import IPT
+from .loading import check_stored_heads
 
 
 class IPTFamily(ModelFamily):
@@ -16,6 +17,7 @@ class IPTFamily(ModelFamily):
     presets = PRESETS
     find_unused_parameters = True  # one task's head and tail per step
     loss_names = ("l1", "contrastive")
+    weights_hint = "an official IPT file (e.g. IPT_sr2.pt)"
 
     def get_config(self, config):
         return get_config(config)
@@ -26,8 +28,10 @@ class IPTFamily(ModelFamily):
     def build(self, tasks, config) -> IPT:
         return IPT(tasks, config)
 
-    def from_payload(self, payload: dict, source: str) -> IPT:
-        return IPT.from_payload(payload, source)
+    def from_payload(self, payload: dict, source: str, *, num_heads: int | None = None) -> IPT:
+        model = IPT.from_payload(payload, source)
+        check_stored_heads(model, num_heads, source)
+        return model
 
     def claims(self, content) -> bool:
         from .checkpoint import official_state_dict

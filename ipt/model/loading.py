@@ -20,6 +20,13 @@ def load_official(path, task=None, map_location="cpu", config: IPTConfig | None 
     return IPT.load_official(path, task, map_location, config, num_heads=num_heads)
 
 
+def check_stored_heads(model: IPT, num_heads: int | None, source) -> None:
+    """A head count given for one of our checkpoints, which store theirs: only the same one is accepted."""
+    if num_heads is not None and num_heads != model.config.num_heads:
+        raise CheckpointError(f"{source} stores its config, with num_heads {model.config.num_heads}, not {num_heads}: "
+                              "leave num_heads out for checkpoints of this toolkit")
+
+
 def load_model(path, task=None, map_location="cpu", *, num_heads: int | None = None) -> IPT:
     """Any IPT checkpoint: ours, or an official release file (task names a single-task file's task;
     num_heads: the head count of an official-style file that is not the paper's layout, which the
@@ -28,9 +35,7 @@ def load_model(path, task=None, map_location="cpu", *, num_heads: int | None = N
     if kind != "ours":
         return IPT.from_official_state_dict(content, str(path), task, num_heads=num_heads)
     model = IPT.from_payload(content, str(path))
-    if num_heads is not None and num_heads != model.config.num_heads:
-        raise CheckpointError(f"{path} stores its config, with num_heads {model.config.num_heads}, not {num_heads}: "
-                              "leave num_heads out for checkpoints of this toolkit")
+    check_stored_heads(model, num_heads, path)
     if task is not None:
         try:
             model.task_index(get_task(task))

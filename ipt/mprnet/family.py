@@ -33,11 +33,19 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _refuse_heads(num_heads) -> None:
+    """The tools pass IPT's num_heads to every family; MPRNet has none."""
+    if num_heads is not None:
+        raise ConfigError(f"num_heads {num_heads}: MPRNet has no attention heads; leave it out (it is IPT's)")
+
+
 class MPRNetFamily(ModelFamily):
     name = "mprnet"
     presets = PRESETS
     find_unused_parameters = False  # every parameter takes part in every step
     loss_names = ("charbonnier", "edge")
+    weights_hint = ("an official MPRNet file (model_deblurring.pth, model_denoising.pth, model_deraining.pth or "
+                    "PaddleGAN's MPR_Deblurring.pdparams, ...)")
 
     def get_config(self, config):
         return get_config(config)
@@ -50,7 +58,8 @@ class MPRNetFamily(ModelFamily):
     def build(self, tasks, config) -> MPRNet:
         return MPRNet(tasks, config)
 
-    def from_payload(self, payload: dict, source: str) -> MPRNet:
+    def from_payload(self, payload: dict, source: str, *, num_heads: int | None = None) -> MPRNet:
+        _refuse_heads(num_heads)
         return MPRNet.from_payload(payload, source)
 
     def claims(self, content) -> bool:
@@ -61,8 +70,7 @@ class MPRNetFamily(ModelFamily):
         return official.read_pdparams if official.is_pdparams(path) else None
 
     def load_official(self, path, content, task, *, num_heads: int | None = None, config=None) -> MPRNet:
-        if num_heads is not None:
-            raise ConfigError(f"num_heads {num_heads}: MPRNet has no attention heads; leave it out (it is IPT's)")
+        _refuse_heads(num_heads)
         return MPRNet.from_official_state_dict(content, str(path), task, config)
 
     def check_task(self, model: MPRNet, task, source: str) -> None:

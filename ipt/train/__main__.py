@@ -26,8 +26,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import add_num_heads_argument, add_training_arguments, check_fresh_output, resumed_config, run_main, \
-    training_config
+from ..cli import (add_num_heads_argument, add_training_arguments, check_fresh_output, print_done, resumed_config,
+                   run_main, training_config)
 from ..data import load_task_data
 from ..data.samples import sample_images_dir
 from ..errors import ConfigError
@@ -117,10 +117,8 @@ def main(argv=None) -> dict:
                   f"{len(data)} {layout} items of {source}: {trainer.total_steps} steps of {config.batch_size} crops of "
                   f"{crop} px; {val_note}", flush=True)
         summary = trainer.run()
-        if trainer.dist.is_main and summary["stopped_by"] is None:
-            trained = (f"loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}"
-                       if summary["first_loss"] is not None else "nothing left to train")
-            print(f"done: {summary['steps']} steps, {trained}; model in {summary['model']}", flush=True)
+        if trainer.dist.is_main:
+            print_done(summary, digits=4)  # MPRNet's losses are in [0, 1] units
         return summary
     finally:
         teardown()
