@@ -106,7 +106,9 @@ def _extension():
         f"-DIPT_WITH_CUDA={int(with_cuda)}",
         "-DPy_LIMITED_API=0x030A0000",  # one abi3 module serves every CPython >= 3.10
     ]
-    compile_args = {"cxx": ["-O3", "-fopenmp", *defines]}
+    # -ffp-contract=off: no a*b+c -> fma contraction on CPUs that have fma (aarch64, -march=native), so the
+    # kernels sum in the reference's order of IEEE operations (as --fmad=false does for nvcc below).
+    compile_args = {"cxx": ["-O3", "-fopenmp", "-ffp-contract=off", *defines]}
     build_facts = {"torch_version": torch.__version__, "with_cuda": with_cuda}
     if with_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cu"))

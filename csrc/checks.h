@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "common/blur.h"
 #include "common/patch.h"
 #include "common/rain.h"
 #include "contract.h"
@@ -175,7 +176,7 @@ inline void check_seed(const char* op, int64_t seed) {
               {"bits", show(contract::kSeedBits)}, {"value", show(seed)});
 }
 
-inline void check_range(const char* op, const contract::RainBound& bound, at::ArrayRef<double> range) {
+inline void check_range(const char* op, const contract::RangeBound& bound, at::ArrayRef<double> range) {
   IPT_REQUIRE(range.size() == 2, contract::msg::kPair, {"op", op}, {"name", bound.name}, {"value", show(range)});
   IPT_REQUIRE(std::isfinite(range[0]) && std::isfinite(range[1]) && bound.min <= range[0] && range[0] <= range[1] &&
                   range[1] <= bound.max,
@@ -183,22 +184,34 @@ inline void check_range(const char* op, const contract::RainBound& bound, at::Ar
               {"high", show(range[1])}, {"min", show(bound.min)}, {"max", show(bound.max)});
 }
 
-// Checks the rain ranges (in contract order; rain_streaks passes all but the blend strength) and packs
-// them for the kernels' math.
-inline RainRanges check_rain_ranges(const char* op, std::initializer_list<at::ArrayRef<double>> ranges) {
-  RainRanges packed{};
-#define IPT_RAIN_FIELD(name) packed.name,
-  double* fields[] = {IPT_RAIN_PARAMS(IPT_RAIN_FIELD)};
-#undef IPT_RAIN_FIELD
+// Checks each range against its bound (both in contract order) and copies it to fields[i].
+inline void check_ranges(const char* op, const contract::RangeBound* bounds,
+                         std::initializer_list<at::ArrayRef<double>> ranges, double* const* fields) {
   size_t i = 0;
   for (const at::ArrayRef<double> range : ranges) {
-    check_range(op, contract::kRainBounds[i], range);
+    check_range(op, bounds[i], range);
     fields[i][0] = range[0];
     fields[i][1] = range[1];
     ++i;
   }
+}
+
+#define IPT_RANGE_FIELD(name) packed.name,
+// Checks the rain ranges (rain_streaks passes all but the blend strength) and packs them for the kernels.
+inline RainRanges check_rain_ranges(const char* op, std::initializer_list<at::ArrayRef<double>> ranges) {
+  RainRanges packed{};
+  double* const fields[] = {IPT_RAIN_PARAMS(IPT_RANGE_FIELD)};
+  check_ranges(op, contract::kRainBounds, ranges, fields);
   return packed;
 }
+
+inline BlurRanges check_blur_ranges(const char* op, std::initializer_list<at::ArrayRef<double>> ranges) {
+  BlurRanges packed{};
+  double* const fields[] = {IPT_BLUR_PARAMS(IPT_RANGE_FIELD)};
+  check_ranges(op, contract::kBlurBounds, ranges, fields);
+  return packed;
+}
+#undef IPT_RANGE_FIELD
 
 inline void check_image_batch(const char* op, const at::Tensor& x) {
   check_dims(op, "x", x, 4, contract::kImageLayout);
@@ -314,7 +327,37 @@ inline RainRanges check_add_rain(const at::Tensor& x, const at::Tensor& sample_i
   return check_rain_ranges(op, ranges);
 }
 
-// Kernel parameter lists and calls spelled from the contract's rain parameters, e.g.
+inline BlurRanges check_motion_blur_kernels(const at::Tensor& sample_ids, int64_t size, int64_t seed, int64_t steps,
+                                            std::initializer_list<at::ArrayRef<double>> ranges) {
+  constexpr const char* op = "motion_blur_kernels";
+  check_dims(op, "sample_ids", sample_ids, 1, contract::kSampleIdsLayout);
+  check_dtype(op, "sample_ids", sample_ids, contract::kIndexDtypes);
+  check_side(op, "size", size, contract::kBlurSizeMin);
+  check_numel(op, "output", {sample_ids.size(0), size, size});
+  check_seed(op, seed);
+  check_int_min(op, "steps", steps, contract::kBlurStepsMin);
+  IPT_REQUIRE(steps <= contract::kBlurStepsMax, contract::msg::kIntMax, {"op", op}, {"name", "steps"},
+              {"max", show(contract::kBlurStepsMax)}, {"value", show(steps)});
+  const BlurRanges packed = check_blur_ranges(op, ranges);
+  // The longest path must fit the kernel: a path of length L spans at most L pixels per axis.
+  IPT_REQUIRE(packed.length[1] <= static_cast<double>(size - 1), contract::msg::kBlurLength, {"op", op},
+              {"low", show(packed.length[0])}, {"high", show(packed.length[1])}, {"max", show(size - 1)});
+  return packed;
+}
+
+inline void check_blur(const at::Tensor& x, const at::Tensor& kernels) {
+  constexpr const char* op = "blur";
+  check_image_batch(op, x);
+  check_dims(op, "kernels", kernels, 3, contract::kKernelsLayout);
+  check_dtype(op, "kernels", kernels, contract::kFloatDtypes);
+  check_same_device(op, "kernels", kernels, "x", x);
+  IPT_REQUIRE(kernels.size(0) == x.size(0), contract::msg::kKernelCount, {"op", op}, {"count", show(kernels.size(0))},
+              {"batch", show(x.size(0))});
+  IPT_REQUIRE(1 <= kernels.size(1) && kernels.size(1) <= x.size(2) && 1 <= kernels.size(2) && kernels.size(2) <= x.size(3),
+              contract::msg::kKernelFit, {"op", op}, {"shape", show(kernels.sizes())}, {"image_shape", show(x.sizes())});
+}
+
+// Kernel parameter lists and calls spelled from the contract's rain and blur parameters, e.g.
 //   f(const at::Tensor& x IPT_RAIN_PARAMS(IPT_RANGE_PARAM))  ->  f(const at::Tensor& x, at::ArrayRef<double> amount, ...)
 //   check_add_rain(x, ids, seed, {IPT_RAIN_PARAMS(IPT_RANGE_NAME)})
 #define IPT_RANGE_PARAM(name) , at::ArrayRef<double> name

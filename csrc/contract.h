@@ -18,6 +18,8 @@ constexpr const char* kOpSchemas[] = {
     "add_gaussian_noise(Tensor x, float sigma, int seed, Tensor sample_ids) -> Tensor",
     "rain_streaks(Tensor sample_ids, int height, int width, int seed, float[2] amount, float[2] thickness, float[2] length, float[2] angle) -> Tensor",
     "add_rain(Tensor x, Tensor sample_ids, int seed, float[2] amount, float[2] thickness, float[2] length, float[2] angle, float[2] alpha) -> Tensor",
+    "motion_blur_kernels(Tensor sample_ids, int size, int seed, int steps, float[2] length, float[2] exposure, float[2] anxiety, float[2] centripetal, float[2] big_shake, float[2] gaussian_shake, float[2] angle) -> Tensor",
+    "blur(Tensor x, Tensor kernels) -> Tensor",
 };
 
 // Scalar bounds.
@@ -28,26 +30,39 @@ constexpr int64_t kSeedMin = 0;
 constexpr int64_t kResizeSizeMin = 1;
 constexpr double kResizeScaleMin = 0.0009765625;
 constexpr double kResizeScaleMax = 1024.0;
+constexpr int64_t kBlurSizeMin = 1;
+constexpr int64_t kBlurStepsMin = 2;
+constexpr int64_t kBlurStepsMax = 65536;
 constexpr int64_t kSideBits = 31;
 constexpr int64_t kNumelBits = 60;
 constexpr int64_t kSeedBits = 63;
 
-// Rain parameters in the ops' argument order: (low, high) ranges within [min, max].
-struct RainBound {
+// Rain and blur parameters in the ops' argument order: (low, high) ranges within [min, max].
+struct RangeBound {
   const char* name;
   double min, max;
 };
-constexpr RainBound kRainBounds[] = {
+constexpr RangeBound kRainBounds[] = {
     {"amount", 0.0, 1.0},
     {"thickness", 0.05, 64.0},
     {"length", 0.0, 512.0},
     {"angle", -360.0, 360.0},
     {"alpha", 0.0, 4.0},
 };
+constexpr RangeBound kBlurBounds[] = {
+    {"length", 0.0, 4096.0},
+    {"exposure", 0.0, 1.0},
+    {"anxiety", 0.0, 1.0},
+    {"centripetal", 0.0, 10.0},
+    {"big_shake", 0.0, 1.0},
+    {"gaussian_shake", 0.0, 100.0},
+    {"angle", -360.0, 360.0},
+};
 constexpr std::size_t kRainLayerParamCount = 4;  // rain_streaks: all but alpha
 // X(name) for each parameter, in order; kernels spell their arguments with it.
 #define IPT_RAIN_PARAMS(X) X(amount) X(thickness) X(length) X(angle) X(alpha)
 #define IPT_RAIN_LAYER_PARAMS(X) X(amount) X(thickness) X(length) X(angle)
+#define IPT_BLUR_PARAMS(X) X(length) X(exposure) X(anxiety) X(centripetal) X(big_shake) X(gaussian_shake) X(angle)
 
 // Dtype sets: the allowed types and how messages list them.
 struct DtypeSet {
@@ -98,6 +113,7 @@ constexpr Message kSameDtype{"{op}: {name} has dtype {dtype} but {other} has dty
 constexpr Message kSameDevice{"{op}: {name} is on {device} but {other} is on {other_device}; they must be on the same device", false};
 constexpr Message kShape{"{op}: {name} must have shape {layout} = {expected}, got {shape}", false};
 constexpr Message kIntMin{"{op}: {name} must be an integer >= {min}, got {value}", false};
+constexpr Message kIntMax{"{op}: {name} must be an integer <= {max}, got {value}", false};
 constexpr Message kFiniteMin{"{op}: {name} must be finite and >= {min}, got {value}", false};
 constexpr Message kSeed{"{op}: seed must be an integer in [{min}, 2**{bits}), got {value}", false};
 constexpr Message kPair{"{op}: {name} must be a (low, high) pair, got {value}", false};
@@ -115,6 +131,11 @@ constexpr Message kTokenDimMax{"{op}: token length C*patch_dim^2 must be below 2
 constexpr Message kImageSize{"{op}: H and W must be >= {min}, got shape {shape}", false};
 constexpr Message kResizeSize{"{op}: size must be two output lengths >= {min}, got {value}", false};
 constexpr Message kResizeScale{"{op}: scale must be two output/input length ratios in [{min}, {max}], got {value}", false};
+constexpr Message kBlurLength{"{op}: length range ({low}, {high}) must end at most at size - 1 = {max}, so that every trajectory fits its kernel", false};
+constexpr Message kKernelCount{"{op}: kernels must hold one kernel per image: got {count} for a batch of {batch}", false};
+constexpr Message kKernelFit{"{op}: kernels of shape {shape} do not fit images of shape {image_shape}: each kernel side must be between 1 and the image's side", false};
+constexpr Message kKernelSum{"{op}: kernel {index} sums to {total}, not 1 (tolerance {tolerance})", false};
+constexpr Message kBlurImage{"{op}: images of shape {shape} are smaller than the {size}x{size} blur kernel; use crops of at least {size} pixels", false};
 constexpr Message kStreakLayer{"{op}: streak must be a (B, 1, H, W) layer, got shape {shape}", false};
 constexpr Message kStreakFit{"{op}: streak of shape {shape} does not fit images of shape {image_shape}", false};
 }  // namespace msg
@@ -124,6 +145,7 @@ constexpr const char* kImageLayout = "(B, C, H, W)";
 constexpr const char* kTokensLayout = "(B, N, C*patch_dim^2)";
 constexpr const char* kPosLayout = "(N, C*patch_dim^2)";
 constexpr const char* kSampleIdsLayout = "(B,)";
+constexpr const char* kKernelsLayout = "(B, kH, kW)";
 
 }  // namespace contract
 }  // namespace ipt

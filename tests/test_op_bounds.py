@@ -35,6 +35,8 @@ DIMS = [2**31, 2**32, 2**40, 2**62]
 PLANE = 2**15  # H = W = 2**15: 2**30 pixels, so 2**31 channels or samples exceed the element bound
 LAYER = [list(r) for r in ipt.ops.LIGHT_RAIN.ranges(with_alpha=False)]  # what the rain_streaks front uses
 RAIN = [list(r) for r in ipt.ops.LIGHT_RAIN.ranges()]
+SHAKE = [list(r) for r in ipt.ops.LIGHT_BLUR.ranges()]  # what the motion_blur_kernels front uses
+STEPS = ipt.ops.LIGHT_BLUR.steps
 MEMORY_CAP = 4 << 30  # bytes of address space for the child: a bare torch process takes well under 1 GiB
 CHILD_TIMEOUT_S = 600
 
@@ -87,10 +89,24 @@ ARGUMENTS: dict[tuple[str, str], tuple[str, Callable]] = {
     ("add_rain", "W"): ("dim", lambda v, d: (_big(1, 1, 1, v, device=d), _ids(1, d), 0, *RAIN)),
     ("add_rain", "C"): ("dim", lambda v, d: (_big(1, v, PLANE, PLANE, device=d), _ids(1, d), 0, *RAIN)),
     ("add_rain", "B"): ("dim", lambda v, d: (_big(v, 1, PLANE, PLANE, device=d), _ids(v, d), 0, *RAIN)),
+    ("motion_blur_kernels", "size"): ("int", lambda v, d: (_ids(1, d), v, 0, STEPS, *SHAKE)),
+    ("motion_blur_kernels", "seed"): ("seed", lambda v, d: (_ids(1, d), 15, v, STEPS, *SHAKE)),
+    # every value tried is out of [2, 2**16]: the large ones break int_max, the rest int_min
+    ("motion_blur_kernels", "steps"): ("int", lambda v, d: (_ids(1, d), 15, 0, v, *SHAKE)),
+    # kernels of side PLANE: 2**31 samples of 2**30 taps exceed the element bound
+    ("motion_blur_kernels", "B"): ("dim", lambda v, d: (_ids(v, d), PLANE, 0, STEPS, *SHAKE)),
+    # 1x1 kernels fit any image, so the image's own bounds are what is tried
+    ("blur", "H"): ("dim", lambda v, d: (_big(1, 1, v, 1, device=d), _big(1, 1, 1, device=d))),
+    ("blur", "W"): ("dim", lambda v, d: (_big(1, 1, 1, v, device=d), _big(1, 1, 1, device=d))),
+    ("blur", "C"): ("dim", lambda v, d: (_big(1, v, PLANE, PLANE, device=d), _big(1, 1, 1, device=d))),
+    ("blur", "B"): ("dim", lambda v, d: (_big(v, 1, PLANE, PLANE, device=d), _big(v, 1, 1, device=d))),
+    # a kernel side beyond any image's: refused as not fitting, before the kernels are read
+    ("blur", "kH"): ("dim", lambda v, d: (_img(1, 1, 8, 8, device=d), _big(1, v, 1, device=d))),
+    ("blur", "kW"): ("dim", lambda v, d: (_img(1, 1, 8, 8, device=d), _big(1, 1, v, device=d))),
 }
 
-# The public function of each op, called with the op's own arguments (the rain fronts draw from LIGHT_RAIN,
-# the ranges the raw calls above pass).
+# The public function of each op, called with the op's own arguments (the rain fronts draw from LIGHT_RAIN and
+# the motion_blur_kernels front from LIGHT_BLUR, the ranges and steps the raw calls above pass).
 FRONTS = {
     "patch_unfold": lambda x, patch_dim, pos: ipt.ops.patch_unfold(x, patch_dim, pos),
     "patch_fold": lambda tokens, patch_dim, size: ipt.ops.patch_fold(tokens, patch_dim, size),
@@ -98,11 +114,15 @@ FRONTS = {
     "add_gaussian_noise": lambda x, sigma, seed, ids: ipt.ops.add_gaussian_noise(x, sigma, seed, ids),
     "rain_streaks": lambda ids, height, width, seed, *ranges: ipt.ops.rain_streaks(ids, height, width, seed),
     "add_rain": lambda x, ids, seed, *ranges: ipt.ops.add_rain(x, seed, ids),
+    "motion_blur_kernels": lambda ids, size, seed, steps, *ranges: ipt.ops.motion_blur_kernels(ids, size, seed),
+    "blur": lambda x, kernels: ipt.ops.blur(x, kernels),
 }
 
 
-# What a rejection of each argument must name: the argument, the image's sides, or the element count.
-NAMED = {"size[0]": "size", "size[1]": "size", "H": "H and W", "W": "H and W", "C": "elements", "B": "elements"}
+# What a rejection of each argument must name: the argument, the image's sides, the element count, or (a blur
+# kernel's sides) that the kernels do not fit the images.
+NAMED = {"size[0]": "size", "size[1]": "size", "H": "H and W", "W": "H and W", "C": "elements", "B": "elements",
+         "kH": "do not fit", "kW": "do not fit"}
 
 
 class Case(NamedTuple):
@@ -139,8 +159,10 @@ def _argument_cases():
                     f"{op}-{argument}={_value_name(value)}", op, functools.partial(make, value),
                     valid=kind == "seed" and 0 <= value < 2**63,
                     schema_carries=-(2**63) <= value < 2**63,
-                    # bicubic_downsample checks a size below 1 itself first, under its own name (ipt/ops/bicubic.py)
-                    front=not (op == "bicubic_resize" and kind == "int" and value < 1),
+                    # bicubic_downsample checks a size below 1 itself first, under its own name (ipt/ops/bicubic.py);
+                    # the motion_blur_kernels front takes steps only inside a BlurConfig, which checks it as its own
+                    front=not (op == "bicubic_resize" and kind == "int" and value < 1)
+                    and (op, argument) != ("motion_blur_kernels", "steps"),
                     names=NAMED.get(argument, argument),
                 )
 
@@ -161,6 +183,16 @@ EXACT = [
          message="add_gaussian_noise: x of shape [1, 2147483648, 32768, 32768] must have fewer than 2**60 elements"),
     Case("fold-numel", "patch_fold", lambda d: (_big(2**31, PLANE * PLANE, 1, device=d), 1, [PLANE, PLANE]),
          message="patch_fold: output of shape [2147483648, 1, 32768, 32768] must have fewer than 2**60 elements"),
+    Case("shake-numel", "motion_blur_kernels", lambda d: (_ids(2**31, d), PLANE, 0, STEPS, *SHAKE),
+         message="motion_blur_kernels: output of shape [2147483648, 32768, 32768] must have fewer than 2**60 "
+                 "elements"),
+    Case("blur-side", "blur", lambda d: (_big(1, 1, 1, 2**31, device=d), _big(1, 1, 1, device=d)),
+         message="blur: H and W must be below 2**31, got shape [1, 1, 1, 2147483648]"),
+    Case("blur-numel", "blur", lambda d: (_big(2**31, 1, PLANE, PLANE, device=d), _big(2**31, 1, 1, device=d)),
+         message="blur: x of shape [2147483648, 1, 32768, 32768] must have fewer than 2**60 elements"),
+    Case("blur-fit", "blur", lambda d: (_img(1, 1, 8, 8, device=d), _big(1, 2**40, 2**20, device=d)),
+         message="blur: kernels of shape [1, 1099511627776, 1048576] do not fit images of shape [1, 1, 8, 8]: each "
+                 "kernel side must be between 1 and the image's side"),
 ]
 CASES = [*_argument_cases(), *EXACT]
 CASES_BY_ID = {case.id: case for case in CASES}

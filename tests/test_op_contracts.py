@@ -15,6 +15,9 @@ from ipt.ops import codegen, contract, reference
 
 NAN, INF = float("nan"), float("inf")
 LIGHT = [list(r) for r in ipt.ops.LIGHT_RAIN.ranges()]  # amount, thickness, length, angle, alpha
+# length, exposure, anxiety, centripetal, big_shake, gaussian_shake, angle; paths up to 13 px: size 15 fits
+LIGHT_BLUR = [list(r) for r in ipt.ops.LIGHT_BLUR.ranges()]
+STEPS = ipt.ops.LIGHT_BLUR.steps
 
 
 def _img(*shape, dtype=torch.float32, device="cpu"):
@@ -28,6 +31,11 @@ def _ids(n, dtype=torch.int64, device="cpu"):
 def _rain(**changes):
     """LIGHT ranges with some replaced, in contract order."""
     return [changes.get(name, r) for name, r in zip(contract.RAIN_PARAMS, LIGHT)]
+
+
+def _shake(**changes):
+    """LIGHT_BLUR ranges with some replaced, in contract order."""
+    return [changes.get(name, r) for name, r in zip(contract.BLUR_PARAMS, LIGHT_BLUR)]
 
 
 # (id, op, args, error type, the exact message)
@@ -156,6 +164,68 @@ CASES = [
      "add_rain: alpha range (0, 5) must satisfy 0 <= low <= high <= 4"),
     ("rain-amount", "add_rain", lambda: (_img(1, 3, 8, 8), _ids(1), 1, *_rain(amount=[-0.1, 0.5])), ValueError,
      "add_rain: amount range (-0.1, 0.5) must satisfy 0 <= low <= high <= 1"),
+    # motion_blur_kernels
+    ("shake-ids-2d", "motion_blur_kernels", lambda: (_ids(4).reshape(2, 2), 15, 1, STEPS, *_shake()), ValueError,
+     "motion_blur_kernels: sample_ids must be 1-D (B,), got shape [2, 2]"),
+    ("shake-ids-int", "motion_blur_kernels", lambda: (_ids(2, torch.int32), 15, 1, STEPS, *_shake()), TypeError,
+     "motion_blur_kernels: sample_ids has dtype torch.int32; supported dtypes are int64"),
+    ("shake-size0", "motion_blur_kernels", lambda: (_ids(1), 0, 1, STEPS, *_shake()), ValueError,
+     "motion_blur_kernels: size must be an integer >= 1, got 0"),
+    ("shake-size-huge", "motion_blur_kernels", lambda: (_ids(1), 2**31, 1, STEPS, *_shake()), ValueError,
+     "motion_blur_kernels: size must be below 2**31, got 2147483648"),
+    ("shake-numel", "motion_blur_kernels", lambda: (_ids(1), 2**30, 1, STEPS, *_shake()), ValueError,
+     "motion_blur_kernels: output of shape [1, 1073741824, 1073741824] must have fewer than 2**60 elements"),
+    ("shake-seed", "motion_blur_kernels", lambda: (_ids(1), 15, -1, STEPS, *_shake()), ValueError,
+     "motion_blur_kernels: seed must be an integer in [0, 2**63), got -1"),
+    ("shake-steps1", "motion_blur_kernels", lambda: (_ids(1), 15, 1, 1, *_shake()), ValueError,
+     "motion_blur_kernels: steps must be an integer >= 2, got 1"),
+    ("shake-steps-big", "motion_blur_kernels", lambda: (_ids(1), 15, 1, 2**16 + 1, *_shake()), ValueError,
+     "motion_blur_kernels: steps must be an integer <= 65536, got 65537"),
+    ("shake-exposure-order", "motion_blur_kernels", lambda: (_ids(1), 15, 1, STEPS, *_shake(exposure=[0.9, 0.5])),
+     ValueError, "motion_blur_kernels: exposure range (0.9, 0.5) must satisfy 0 <= low <= high <= 1"),
+    ("shake-exposure", "motion_blur_kernels", lambda: (_ids(1), 15, 1, STEPS, *_shake(exposure=[0.0, 1.5])),
+     ValueError, "motion_blur_kernels: exposure range (0, 1.5) must satisfy 0 <= low <= high <= 1"),
+    ("shake-anxiety-nan", "motion_blur_kernels", lambda: (_ids(1), 15, 1, STEPS, *_shake(anxiety=[0.0, NAN])),
+     ValueError, "motion_blur_kernels: anxiety range (0, nan) must satisfy 0 <= low <= high <= 1"),
+    ("shake-length-bound", "motion_blur_kernels", lambda: (_ids(1), 8192, 1, STEPS, *_shake(length=[0.0, 5000.0])),
+     ValueError, "motion_blur_kernels: length range (0, 5000) must satisfy 0 <= low <= high <= 4096"),
+    ("shake-pair", "motion_blur_kernels", lambda: (_ids(1), 15, 1, STEPS, *_shake(angle=[0.0, 1.0, 2.0])), ValueError,
+     "motion_blur_kernels: angle must be a (low, high) pair, got [0, 1, 2]"),
+    ("shake-length-fit", "motion_blur_kernels", lambda: (_ids(1), 15, 1, STEPS, *_shake(length=[3.0, 20.0])),
+     ValueError, "motion_blur_kernels: length range (3, 20) must end at most at size - 1 = 14, so that every "
+                 "trajectory fits its kernel"),
+    ("shake-length-fit-size1", "motion_blur_kernels", lambda: (_ids(1), 1, 1, STEPS, *_shake(length=[0.0, 0.5])),
+     ValueError, "motion_blur_kernels: length range (0, 0.5) must end at most at size - 1 = 0, so that every "
+                 "trajectory fits its kernel"),
+    # blur
+    ("blur-3d", "blur", lambda: (_img(3, 8, 8), _img(3, 3, 3)), ValueError,
+     "blur: x must be 4-D (B, C, H, W), got shape [3, 8, 8]"),
+    ("blur-int", "blur", lambda: (_img(1, 3, 8, 8, dtype=torch.int32), _img(1, 3, 3)), TypeError,
+     "blur: x has dtype torch.int32; supported dtypes are uint8, float32, float64, bfloat16 and float16"),
+    ("blur-kernels-2d", "blur", lambda: (_img(1, 3, 8, 8), _img(3, 3)), ValueError,
+     "blur: kernels must be 3-D (B, kH, kW), got shape [3, 3]"),
+    ("blur-kernels-int", "blur", lambda: (_img(1, 3, 8, 8), _img(1, 3, 3, dtype=torch.int64)), TypeError,
+     "blur: kernels has dtype torch.int64; supported dtypes are float32, float64, bfloat16 and float16"),
+    ("blur-kernels-uint8", "blur", lambda: (_img(1, 3, 8, 8), _img(1, 3, 3, dtype=torch.uint8)), TypeError,
+     "blur: kernels has dtype torch.uint8; supported dtypes are float32, float64, bfloat16 and float16"),
+    ("blur-kernels-device", "blur", lambda: (_img(1, 3, 8, 8), _img(1, 3, 3, device="meta")), ValueError,
+     "blur: kernels is on meta but x is on cpu; they must be on the same device"),
+    ("blur-count", "blur", lambda: (_img(2, 3, 8, 8), _img(3, 3, 3)), ValueError,
+     "blur: kernels must hold one kernel per image: got 3 for a batch of 2"),
+    ("blur-count-empty", "blur", lambda: (_img(0, 3, 8, 8), _img(1, 3, 3)), ValueError,
+     "blur: kernels must hold one kernel per image: got 1 for a batch of 0"),
+    ("blur-kernel-big", "blur", lambda: (_img(1, 3, 8, 8), _img(1, 9, 9)), ValueError,
+     "blur: kernels of shape [1, 9, 9] do not fit images of shape [1, 3, 8, 8]: each kernel side must be between 1 "
+     "and the image's side"),
+    ("blur-kernel-wide", "blur", lambda: (_img(1, 3, 8, 6), _img(1, 8, 7)), ValueError,
+     "blur: kernels of shape [1, 8, 7] do not fit images of shape [1, 3, 8, 6]: each kernel side must be between 1 "
+     "and the image's side"),
+    ("blur-kernel-empty", "blur", lambda: (_img(1, 3, 8, 8), _img(1, 0, 3)), ValueError,
+     "blur: kernels of shape [1, 0, 3] do not fit images of shape [1, 3, 8, 8]: each kernel side must be between 1 "
+     "and the image's side"),
+    ("blur-kernel-empty-image", "blur", lambda: (_img(1, 3, 0, 8), _img(1, 1, 1)), ValueError,
+     "blur: kernels of shape [1, 1, 1] do not fit images of shape [1, 3, 0, 8]: each kernel side must be between 1 "
+     "and the image's side"),
 ]
 CASE_IDS = [case[0] for case in CASES]
 
@@ -230,8 +300,11 @@ def test_torch_compile_rejects_what_eager_rejects(kernels, case):
         (lambda seed: ipt.ops.add_gaussian_noise(_img(1, 3, 4, 4), 30.0, seed), "add_gaussian_noise"),
         (lambda seed: ipt.ops.rain_streaks(1, 8, 8, seed), "rain_streaks"),
         (lambda seed: ipt.ops.add_rain(_img(1, 3, 8, 8), seed), "add_rain"),
+        (lambda seed: ipt.ops.motion_blur_kernels(1, 15, seed), "motion_blur_kernels"),
+        # add_motion_blur is no op of its own: the seed reaches motion_blur_kernels, whose name the message bears
+        (lambda seed: ipt.ops.add_motion_blur(_img(1, 3, 16, 16), seed), "motion_blur_kernels"),
     ],
-    ids=["noise", "streaks", "rain"],
+    ids=["noise", "streaks", "rain", "blur-kernels", "motion-blur"],
 )
 def test_front_rejects_seeds_beyond_int64(kernels, call, op):
     expected = f"{op}: seed must be an integer in [0, 2**63), got {2**63}"
@@ -239,7 +312,8 @@ def test_front_rejects_seeds_beyond_int64(kernels, call, op):
         call(2**63)
     assert str(eager.value) == expected
     args = {"add_gaussian_noise": (_img(1, 3, 4, 4), 30.0, 2**63, _ids(1)), "rain_streaks": (_ids(1), 8, 8, 2**63,
-            *_rain()[:4]), "add_rain": (_img(1, 3, 8, 8), _ids(1), 2**63, *_rain())}[op]
+            *_rain()[:4]), "add_rain": (_img(1, 3, 8, 8), _ids(1), 2**63, *_rain()),
+            "motion_blur_kernels": (_ids(1), 15, 2**63, STEPS, *_shake())}[op]
     assert _error(lambda: getattr(reference, op)(*args)) == (ValueError, expected)
     call(2**63 - 1)  # the largest seed works
 
@@ -280,6 +354,111 @@ def test_compiled_rain_bounds_are_the_contracts(kernels, name):
             kernel, ref = _error(lambda: _kernel("add_rain", "CPU", args)), _error(lambda: reference.add_rain(*args))
             assert kernel == ref, (value, kernel, ref)
             assert (kernel[0] is None) == accepted, (value, kernel)
+
+
+def _run(call):
+    """The output of a call, or the exception type and message it raised."""
+    try:
+        return call()
+    except (TypeError, ValueError) as error:
+        return type(error), str(error)
+
+
+def _same(kernel, ref) -> bool:
+    if isinstance(kernel, torch.Tensor) and isinstance(ref, torch.Tensor):
+        return torch.equal(kernel, ref)
+    return kernel == ref
+
+
+@pytest.mark.parametrize("name", list(contract.BLUR_PARAMS))
+def test_compiled_blur_bounds_are_the_contracts(kernels, name):
+    """Each motion-blur bound, as test_compiled_rain_bounds_are_the_contracts checks the rain's: a range reaching
+    exactly to the bound is accepted by the C++ kernel and the reference, which then draw the same kernel bit for
+    bit; one a hair beyond it is rejected by both with the same message."""
+    lo_bound, hi_bound, _ = contract.BLUR_PARAMS[name]
+    ids = _ids(1)
+    for bound, beyond in ((lo_bound, lo_bound - 1e-3 * max(1.0, abs(lo_bound))),
+                          (hi_bound, hi_bound + 1e-3 * max(1.0, abs(hi_bound)))):
+        # A path as long as the length bound fits only a kernel of side bound + 1 (4097: 67 MB of float32);
+        # two steps keep its path, and the reference's splat of it, short.
+        size, steps = (int(bound) + 1, 2) if name == "length" and bound > 14 else (15, STEPS)
+        for value, accepted in (((bound, bound), True), ((beyond, beyond), False)):
+            args = (ids, size, 0, steps, *_shake(**{name: list(value)}))
+            kernel = _run(lambda: _kernel("motion_blur_kernels", "CPU", args))
+            ref = _run(lambda: reference.motion_blur_kernels(*args))
+            assert _same(kernel, ref), (value, kernel, ref)
+            assert isinstance(kernel, torch.Tensor) == accepted, (value, kernel)
+
+
+@pytest.mark.parametrize(
+    "name, accepted, rejected",
+    [("size", [1], [0]), ("steps", [contract.BLUR_STEPS_MIN, contract.BLUR_STEPS_MAX],
+                            [contract.BLUR_STEPS_MIN - 1, contract.BLUR_STEPS_MAX + 1])],
+)
+def test_compiled_blur_scalar_bounds_are_the_contracts(kernels, name, accepted, rejected):
+    """motion_blur_kernels' size and steps bounds (kBlurSizeMin, kBlurStepsMin/Max in the generated header):
+    accepted exactly at the bound, rejected one beyond, alike by the C++ kernel and the reference."""
+    # A point, the only path a kernel of side 1 holds; the shutter open for at most a tenth of the path, so that
+    # the reference walks at most 6554 of the 65536 steps in Python.
+    ranges = _shake(length=[0.0, 0.0], exposure=[0.0, 0.1])
+    for value, ok in [*((v, True) for v in accepted), *((v, False) for v in rejected)]:
+        size, steps = (value, STEPS) if name == "size" else (15, value)
+        args = (_ids(2), size, 3, steps, *ranges)
+        kernel = _run(lambda: _kernel("motion_blur_kernels", "CPU", args))
+        ref = _run(lambda: reference.motion_blur_kernels(*args))
+        assert _same(kernel, ref), (value, kernel, ref)
+        assert isinstance(kernel, torch.Tensor) == ok, (value, kernel)
+
+
+def test_blur_takes_kernels_as_large_as_the_image(kernels):
+    """kernel_fit's bounds are inclusive: a kernel of exactly the image's sides, and one of 1x1, run on every
+    path -- the reference, the CPU kernel, the fake kernel, torch.compile and the front -- with one answer."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (2, 3, 8, 6), generator=generator, dtype=torch.uint8)
+    for kernel_shape in ((2, 8, 6), (2, 1, 1), (2, 8, 1), (2, 1, 6)):
+        k = torch.rand(kernel_shape, generator=generator)
+        k /= k.sum(dim=(1, 2), keepdim=True)
+        expected = reference.blur(x, k)
+        assert expected.shape == x.shape and expected.dtype == torch.float32
+        torch.testing.assert_close(_kernel("blur", torch._C.DispatchKey.CPU, (x, k)), expected, rtol=0, atol=0)
+        assert _fake("blur", (x, k)).shape == x.shape
+        torch._dynamo.reset()
+        compiled = torch.compile(lambda x, k: torch.ops.ipt.blur(x, k), fullgraph=True, backend="eager")
+        torch.testing.assert_close(compiled(x, k), expected, rtol=0, atol=0)
+        torch.testing.assert_close(ipt.ops.blur(x, k, check_sum=True), expected, rtol=0, atol=0)
+    identity = torch.ones(2, 1, 1)
+    torch.testing.assert_close(ipt.ops.blur(x, identity), x.float(), rtol=0, atol=0)
+
+
+def test_blur_front_checks_kernel_sums_on_request(kernels):
+    """blur(..., check_sum=True) refuses kernels that do not sum to 1 (NaN sums included), naming the first bad
+    one; without it the op convolves whatever it is given. The op's own checks come first."""
+    x = _img(3, 1, 8, 8)
+    delta = torch.zeros(3, 3, 3)
+    delta[:, 1, 1] = 1.0
+    torch.testing.assert_close(ipt.ops.blur(x, delta, check_sum=True), x, rtol=0, atol=0)
+    shakes = ipt.ops.motion_blur_kernels(3, 15, 7)  # the kernels the op makes pass
+    ipt.ops.blur(_img(3, 1, 16, 16), shakes, check_sum=True)
+
+    def refused(kernels, **options):
+        with pytest.raises(ValueError) as caught:
+            ipt.ops.blur(x, kernels, check_sum=True, **options)
+        return str(caught.value)
+
+    bad = delta.clone()
+    bad[1, 1, 1], bad[2, 1, 1] = 0.5, 2.0
+    assert refused(bad) == "blur: kernel 1 sums to 0.5, not 1 (tolerance 0.0001)"
+    ipt.ops.blur(x, bad)
+    nan = delta.clone()
+    nan[2, 0, 0] = NAN
+    assert refused(nan) == "blur: kernel 2 sums to nan, not 1 (tolerance 0.0001)"
+    near = delta.clone()
+    near[0, 1, 1] = 1.00005  # within the default tolerance, not within a tighter one
+    ipt.ops.blur(x, near, check_sum=True)
+    assert refused(near, tolerance=1e-5) == "blur: kernel 0 sums to 1.00005, not 1 (tolerance 1e-05)"
+    assert refused(torch.zeros(3, 9, 9)) == (  # not "kernel 0 sums to 0": the shape is checked first
+        "blur: kernels of shape [3, 9, 9] do not fit images of shape [3, 1, 8, 8]: each kernel side must be between "
+        "1 and the image's side")
 
 
 def test_patch_keyword_is_deprecated_but_works(kernels):

@@ -41,6 +41,8 @@ enum RandomDomain : uint32_t {
   kNoiseDomain = 0,
   kRainSeedDomain = 1,
   kRainParamDomain = 2,
+  kBlurPathDomain = 3,
+  kBlurParamDomain = 4,
 };
 
 // Block `block` (4 words) of the stream of (seed, sample, domain). Blocks up to 2^60 are distinct.
@@ -53,6 +55,11 @@ IPT_HOST_DEVICE Philox4 random_block(uint64_t seed, uint64_t sample, RandomDomai
 
 // A uniform double in the open interval (0, 1): never 0, so log() is always finite.
 IPT_HOST_DEVICE double uniform_open01(uint32_t bits) { return (static_cast<double>(bits) + 0.5) * 0x1p-32; }
+
+// A uniform draw from [range[0], range[1]] (a degradation parameter of one sample).
+IPT_HOST_DEVICE double lerp_range(const double range[2], uint32_t bits) {
+  return range[0] + (range[1] - range[0]) * uniform_open01(bits);
+}
 
 // The standard normal quantile of p (Wichura's AS241, accurate to about 1e-16): a rational function
 // of (p - 1/2)^2 in the centre (85% of draws, no transcendental function), of sqrt(-log(min(p, 1-p)))

@@ -30,10 +30,6 @@ struct RainSample {
   int64_t radius;
 };
 
-IPT_HOST_DEVICE double lerp_range(const double range[2], uint32_t bits) {
-  return range[0] + (range[1] - range[0]) * uniform_open01(bits);
-}
-
 IPT_HOST_DEVICE int64_t streak_radius(double length, double thickness) {
   return static_cast<int64_t>(ceil(length / 2.0 + 1.5 * thickness));  // 3 standard deviations
 }

@@ -8,6 +8,7 @@ ops are differentiable and exportable.
 
 from . import reference
 from .bicubic import bicubic_downsample
+from .blur import BLUR_PRESETS, HEAVY_BLUR, LIGHT_BLUR, BlurConfig, add_motion_blur, blur, motion_blur_kernels
 from ._dispatch import EXTENSION, kernel_devices, op_names
 from ._extension import ExtensionMismatchError, ExtensionStatus
 from .noise import add_gaussian_noise
@@ -25,6 +26,13 @@ __all__ = [
     "LIGHT_RAIN",
     "HEAVY_RAIN",
     "RAIN_PRESETS",
+    "motion_blur_kernels",
+    "blur",
+    "add_motion_blur",
+    "BlurConfig",
+    "LIGHT_BLUR",
+    "HEAVY_BLUR",
+    "BLUR_PRESETS",
     "EXTENSION",
     "ExtensionStatus",
     "ExtensionMismatchError",

@@ -32,10 +32,11 @@ def report() -> str:
     lines.append(f"GPU visible    : {torch.cuda.is_available()}")
     lines.append(f"CPU threads    : {torch.get_num_threads()}")
     lines.append("ops            : " + f"{'kernels on ' + '/'.join(devices):<22}schema")
+    width = max(map(len, names)) + 1
     for op in names:
         have = kernel_devices(op)
         kernels = ", ".join(f"{d} {'yes' if have[d] else 'no'}" for d in devices)
-        lines.append(f"  {op:<19}: {kernels:<22}{_schema(op)}")
+        lines.append(f"  {op:<{width}}: {kernels:<22}{_schema(op)}")
     return "\n".join(lines)
 
 

@@ -46,6 +46,16 @@ def register() -> None:
         checks.check_add_rain(x, sample_ids, seed, *ranges)
         return x.new_empty(x.shape, dtype=checks.degraded_dtype(x))
 
+    @torch.library.register_fake("ipt::motion_blur_kernels")
+    def _motion_blur_kernels_fake(sample_ids, size, seed, steps, *ranges):
+        checks.check_motion_blur_kernels(sample_ids, size, seed, steps, *ranges)
+        return sample_ids.new_empty((sample_ids.shape[0], size, size), dtype=torch.float32)
+
+    @torch.library.register_fake("ipt::blur")
+    def _blur_fake(x, kernels):
+        checks.check_blur(x, kernels)
+        return x.new_empty(x.shape, dtype=checks.degraded_dtype(x))
+
     def unfold_setup_context(ctx, inputs, output):
         x, patch_dim, pos = inputs
         ctx.patch_dim = patch_dim

@@ -141,9 +141,10 @@ def check_seed(op: str, seed) -> None:
         fail("seed", op=op, min=c.SEED_MIN, bits=c.SEED_BITS, value=seed)
 
 
-def check_range(op: str, name: str, value) -> None:
-    """A rain parameter's (low, high) range against its bounds in contract.RAIN_PARAMS."""
-    bound_lo, bound_hi, _ = c.RAIN_PARAMS[name]
+def check_range(op: str, name: str, value, params=c.RAIN_PARAMS) -> tuple[float, float]:
+    """A parameter's (low, high) range against its bounds in `params` (contract.RAIN_PARAMS or BLUR_PARAMS);
+    returns the range as floats."""
+    bound_lo, bound_hi, _ = params[name]
     try:  # any (low, high) pair of numbers: a tuple, a list, a 2-element array or tensor
         if isinstance(value, str):
             raise TypeError
@@ -152,11 +153,11 @@ def check_range(op: str, name: str, value) -> None:
         fail("pair", op=op, name=name, value=list(value) if isinstance(value, list | tuple) else repr(value))
     if not (math.isfinite(lo) and math.isfinite(hi) and bound_lo <= lo <= hi <= bound_hi):
         fail("range", op=op, name=name, low=lo, high=hi, min=bound_lo, max=bound_hi)
+    return lo, hi
 
 
-def check_rain_ranges(op: str, names, ranges) -> None:
-    for name, value in zip(names, ranges, strict=True):
-        check_range(op, name, value)
+def check_ranges(op: str, names, ranges, params=c.RAIN_PARAMS) -> dict[str, tuple[float, float]]:
+    return {name: check_range(op, name, value, params) for name, value in zip(names, ranges, strict=True)}
 
 
 def check_image_batch(op: str, x) -> None:
@@ -275,7 +276,7 @@ def check_rain_streaks(sample_ids, height, width, seed, *ranges) -> None:
     check_side(op, "width", width, c.RAIN_SIZE_MIN)
     check_numel(op, "output", (sample_ids.shape[0], 1, height, width))
     check_seed(op, seed)
-    check_rain_ranges(op, c.RAIN_LAYER_PARAMS, ranges)
+    check_ranges(op, c.RAIN_LAYER_PARAMS, ranges)
 
 
 def check_add_rain(x, sample_ids, seed, *ranges) -> None:
@@ -283,9 +284,55 @@ def check_add_rain(x, sample_ids, seed, *ranges) -> None:
     check_image_batch(op, x)
     check_seed(op, seed)
     check_sample_ids(op, sample_ids, x)
-    check_rain_ranges(op, tuple(c.RAIN_PARAMS), ranges)
+    check_ranges(op, tuple(c.RAIN_PARAMS), ranges)
 
 
 def check_rain_config(config) -> None:
     for name in c.RAIN_PARAMS:
         check_range("RainConfig", name, getattr(config, name))
+
+
+def check_blur_steps(op: str, steps) -> None:
+    check_int_min(op, "steps", steps, c.BLUR_STEPS_MIN)
+    if statically_known_true(steps > c.BLUR_STEPS_MAX):
+        fail("int_max", op=op, name="steps", max=c.BLUR_STEPS_MAX, value=steps)
+
+
+def check_blur_length(op: str, size, length_range) -> None:
+    """The longest trajectory must fit the kernel: a path of length L spans at most L pixels per axis."""
+    if length_range[1] > size - 1:
+        fail("blur_length", op=op, low=length_range[0], high=length_range[1], max=size - 1)
+
+
+def check_motion_blur_kernels(sample_ids, size, seed, steps, *ranges) -> None:
+    op = "motion_blur_kernels"
+    check_tensor(op, "sample_ids", sample_ids)
+    check_dims(op, "sample_ids", sample_ids, 1, c.LAYOUTS["sample_ids"])
+    check_dtype(op, "sample_ids", sample_ids, "index")
+    check_side(op, "size", size, c.BLUR_SIZE_MIN)
+    check_numel(op, "output", (sample_ids.shape[0], size, size))
+    check_seed(op, seed)
+    check_blur_steps(op, steps)
+    checked = check_ranges(op, tuple(c.BLUR_PARAMS), ranges, c.BLUR_PARAMS)
+    check_blur_length(op, size, checked["length"])
+
+
+def check_blur(x, kernels) -> None:
+    op = "blur"
+    check_image_batch(op, x)
+    check_tensor(op, "kernels", kernels)
+    check_dims(op, "kernels", kernels, 3, c.LAYOUTS["kernels"])
+    check_dtype(op, "kernels", kernels, "float")
+    check_same_device(op, "kernels", kernels, "x", x)
+    if kernels.shape[0] != x.shape[0]:
+        fail("kernel_count", op=op, count=kernels.shape[0], batch=x.shape[0])
+    if not (1 <= kernels.shape[1] <= x.shape[2] and 1 <= kernels.shape[2] <= x.shape[3]):
+        fail("kernel_fit", op=op, shape=list(kernels.shape), image_shape=list(x.shape))
+
+
+def check_blur_config(config) -> None:
+    check_side("BlurConfig", "size", config.size, c.BLUR_SIZE_MIN)
+    check_blur_steps("BlurConfig", config.steps)
+    for name in c.BLUR_PARAMS:
+        check_range("BlurConfig", name, getattr(config, name), c.BLUR_PARAMS)
+    check_blur_length("BlurConfig", config.size, config.length)

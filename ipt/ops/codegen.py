@@ -1,6 +1,6 @@
 """Writes the C++ side of the op contract from ipt/ops/contract.py:
 
-  csrc/contract.h          schemas, dtype sets, bounds, rain parameter list and message templates,
+  csrc/contract.h          schemas, dtype sets, bounds, rain and blur parameter lists and message templates,
                            read by csrc/checks.h and csrc/ops.cpp
   csrc/include/ipt/ops.h   the C++ API: one function per op, over the dispatcher
 
@@ -51,16 +51,18 @@ def contract_header() -> str:
     out.append(f"constexpr int64_t kSeedBits = {c.SEED_BITS};")
     out.append("")
 
-    out.append("// Rain parameters in the ops' argument order: (low, high) ranges within [min, max].")
-    out.append("struct RainBound {\n  const char* name;\n  double min, max;\n};")
-    out.append("constexpr RainBound kRainBounds[] = {")
-    out += [f"    {{{_cpp_string(n)}, {_cpp_number(lo)}, {_cpp_number(hi)}}}," for n, (lo, hi, _) in c.RAIN_PARAMS.items()]
-    out.append("};")
+    out.append("// Rain and blur parameters in the ops' argument order: (low, high) ranges within [min, max].")
+    out.append("struct RangeBound {\n  const char* name;\n  double min, max;\n};")
+    for family, params in (("Rain", c.RAIN_PARAMS), ("Blur", c.BLUR_PARAMS)):
+        out.append(f"constexpr RangeBound k{family}Bounds[] = {{")
+        out += [f"    {{{_cpp_string(n)}, {_cpp_number(lo)}, {_cpp_number(hi)}}}," for n, (lo, hi, _) in params.items()]
+        out.append("};")
     out.append(f"constexpr std::size_t kRainLayerParamCount = {len(c.RAIN_LAYER_PARAMS)};  // rain_streaks: all but "
                f"{c.RAIN_BLEND_PARAM}")
     out.append("// X(name) for each parameter, in order; kernels spell their arguments with it.")
     out.append("#define IPT_RAIN_PARAMS(X) " + " ".join(f"X({n})" for n in c.RAIN_PARAMS))
     out.append("#define IPT_RAIN_LAYER_PARAMS(X) " + " ".join(f"X({n})" for n in c.RAIN_LAYER_PARAMS))
+    out.append("#define IPT_BLUR_PARAMS(X) " + " ".join(f"X({n})" for n in c.BLUR_PARAMS))
     out.append("")
 
     out.append("// Dtype sets: the allowed types and how messages list them.")

@@ -56,6 +56,20 @@ RAIN_LAYER_PARAMS = tuple(name for name in RAIN_PARAMS if name != RAIN_BLEND_PAR
 # and index the bounds by position: the blend parameter must stay last.
 assert list(RAIN_PARAMS)[-1] == RAIN_BLEND_PARAM, "the blend parameter must be the last rain parameter"
 
+# Motion blur (camera shake, the Boracchi-Foi trajectory model): each parameter is a (low, high) range
+# that every sample draws its value from, bound_low <= low <= high <= bound_high, in the ops' argument
+# order. A trajectory is `steps` positions of a path `length` pixels long; the PSF splats the first
+# `exposure` fraction of them, so a length of at most size - 1 always fits the kernel (checked per call).
+BLUR_PARAMS = {
+    "length": (0.0, 4096.0, "path length in pixels (DeblurGAN's max_len); at most the kernel size - 1"),
+    "exposure": (0.0, 1.0, "fraction of the path the shutter is open for (0: a single point)"),
+    "anxiety": (0.0, 1.0, "how much the hand shakes (DeblurGAN's expl); 0 gives a straight line"),
+    "centripetal": (0.0, 10.0, "pull back towards the starting point"),
+    "big_shake": (0.0, 1.0, "chance of an impulsive jerk per step, times anxiety (prob_big_shake)"),
+    "gaussian_shake": (0.0, 100.0, "strength of the random shake"),
+    "angle": (-360.0, 360.0, "initial direction of motion in degrees"),
+}
+
 # Scalar bounds, by name (C++: kPatchDimMin, kSeedMin, ...).
 PATCH_DIM_MIN = 1  # side of a token's patch
 RAIN_SIZE_MIN = 1  # rain_streaks height and width
@@ -64,6 +78,8 @@ SEED_MIN = 0  # seeds are in [0, 2**63): they are int64 in the schemas and never
 SEED_BITS = 63
 RESIZE_SIZE_MIN = 1  # bicubic output lengths, and input lengths
 RESIZE_SCALE_MIN, RESIZE_SCALE_MAX = 1.0 / 1024, 1024.0  # MATLAB scale (output/input) per axis
+BLUR_SIZE_MIN = 1  # motion_blur_kernels' kernel side
+BLUR_STEPS_MIN, BLUR_STEPS_MAX = 2, 2**16  # trajectory positions per sample (DeblurGAN draws 2000)
 
 # Size bounds. Every kernel indexes in int64 (the CUDA patch kernels drop to int32 only when all offsets
 # fit), so what bounds a size is that no product of sizes -- in the checks, the kernels or the reference
@@ -92,6 +108,9 @@ SCALAR_BOUNDS = {
     "kResizeSizeMin": RESIZE_SIZE_MIN,
     "kResizeScaleMin": RESIZE_SCALE_MIN,
     "kResizeScaleMax": RESIZE_SCALE_MAX,
+    "kBlurSizeMin": BLUR_SIZE_MIN,
+    "kBlurStepsMin": BLUR_STEPS_MIN,
+    "kBlurStepsMax": BLUR_STEPS_MAX,
     "kSideBits": SIDE_BITS,
     "kNumelBits": NUMEL_BITS,
 }
@@ -113,6 +132,7 @@ MESSAGES = {
     "same_device": "{op}: {name} is on {device} but {other} is on {other_device}; they must be on the same device",
     "shape": "{op}: {name} must have shape {layout} = {expected}, got {shape}",
     "int_min": "{op}: {name} must be an integer >= {min}, got {value}",
+    "int_max": "{op}: {name} must be an integer <= {max}, got {value}",
     "finite_min": "{op}: {name} must be finite and >= {min}, got {value}",
     "seed": "{op}: seed must be an integer in [{min}, 2**{bits}), got {value}",
     "pair": "{op}: {name} must be a (low, high) pair, got {value}",
@@ -133,6 +153,16 @@ MESSAGES = {
     "image_size": "{op}: H and W must be >= {min}, got shape {shape}",
     "resize_size": "{op}: size must be two output lengths >= {min}, got {value}",
     "resize_scale": "{op}: scale must be two output/input length ratios in [{min}, {max}], got {value}",
+    # motion blur
+    "blur_length": ("{op}: length range ({low}, {high}) must end at most at size - 1 = {max}, so that every "
+                    "trajectory fits its kernel"),
+    "kernel_count": "{op}: kernels must hold one kernel per image: got {count} for a batch of {batch}",
+    "kernel_fit": ("{op}: kernels of shape {shape} do not fit images of shape {image_shape}: each kernel side must "
+                   "be between 1 and the image's side"),
+    # the front blur(x, kernels, check_sum=True) (Python only: the compiled op never sums its kernels)
+    "kernel_sum": "{op}: kernel {index} sums to {total}, not 1 (tolerance {tolerance})",
+    # the front add_motion_blur (Python only: it draws the kernels, then calls blur)
+    "blur_image": "{op}: images of shape {shape} are smaller than the {size}x{size} blur kernel; use crops of at least {size} pixels",
     # the front add_rain(x, streak=layer) (Python only: it is no compiled op)
     "streak_layer": "{op}: streak must be a (B, 1, H, W) layer, got shape {shape}",
     "streak_fit": "{op}: streak of shape {shape} does not fit images of shape {image_shape}",
@@ -145,6 +175,7 @@ LAYOUTS = {
     "tokens": "(B, N, C*patch_dim^2)",
     "pos": "(N, C*patch_dim^2)",
     "sample_ids": "(B,)",
+    "kernels": "(B, kH, kW)",
 }
 
 # --- the ops ---------------------------------------------------------------------------------------
@@ -180,5 +211,13 @@ OPS = {
     "add_rain": (
         f"add_rain(Tensor x, Tensor sample_ids, int seed, {_ranges(RAIN_PARAMS)}) -> Tensor",
         "clip(x + alpha * layer, 0, 255) with each sample's procedural streak layer and alpha.",
+    ),
+    "motion_blur_kernels": (
+        f"motion_blur_kernels(Tensor sample_ids, int size, int seed, int steps, {_ranges(BLUR_PARAMS)}) -> Tensor",
+        "Camera-shake PSFs (B, size, size), float32 summing to 1, parameters drawn per sample.",
+    ),
+    "blur": (
+        "blur(Tensor x, Tensor kernels) -> Tensor",
+        "Convolves image b of x with kernels[b], borders mirrored (edge repeated); float output.",
     ),
 }

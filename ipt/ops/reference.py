@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from . import checks
 from .checks import degraded_dtype
-from .contract import OPS, RAIN_LAYER_PARAMS
+from .contract import BLUR_PARAMS, OPS, RAIN_LAYER_PARAMS
 
 # The compiled ops (csrc/ops.cpp) that this module mirrors, by name.
 __all__ = list(OPS)  # one function per compiled op, by the same name
@@ -101,7 +101,7 @@ def bicubic_resize(x: torch.Tensor, size, scale) -> torch.Tensor:
 # --- Philox4x32-10 counter-based random numbers -----------------------------------------------------------
 
 MASK32 = 0xFFFFFFFF
-NOISE_DOMAIN, RAIN_SEED_DOMAIN, RAIN_PARAM_DOMAIN = 0, 1, 2
+NOISE_DOMAIN, RAIN_SEED_DOMAIN, RAIN_PARAM_DOMAIN, BLUR_PATH_DOMAIN, BLUR_PARAM_DOMAIN = 0, 1, 2, 3, 4
 
 
 def _mulhilo32(a: int, b: torch.Tensor):
@@ -269,6 +269,106 @@ def add_rain(x, sample_ids, seed, *ranges) -> torch.Tensor:
         acc, p = streak_accumulator(ranges, seed, sample_id, x.shape[2], x.shape[3])
         layer = normalise_streak(acc).to(torch.float64)
         out[b] = (src[b] + p["alpha"] * layer[None]).clamp(0, 255)
+    return out.to(x.device)
+
+
+# --- motion blur -----------------------------------------------------------------------------------------------
+
+SPLAT_ONE = 256  # positions are rounded to 1/256 pixel, so the bilinear splat is exact integer arithmetic
+
+
+def blur_sample(ranges, seed: int, sample_id: int) -> dict:
+    """Parameters of one sample's camera shake, drawn from its ranges (contract.BLUR_PARAMS order): words
+    0-3 of block 0, then of block 1 (csrc/common/blur.h)."""
+    ids = torch.tensor([sample_id])
+    words = [int(w) for block in (0, 1) for w in random_blocks(seed, ids, BLUR_PARAM_DOMAIN, torch.tensor([block]))]
+    return {name: _lerp(ranges[i], words[i]) for i, name in enumerate(BLUR_PARAMS)}
+
+
+def exposed_positions(exposure: float, steps: int) -> int:
+    """How many of a trajectory's `steps` positions the shutter sees: the first, plus `exposure` of the rest."""
+    return 1 + math.floor(exposure * (steps - 1))
+
+
+def shake_trajectory(p: dict, seed: int, sample_id: int, steps: int) -> list[tuple[float, float]]:
+    """The exposed positions (x, y) of one sample's camera-shake path (Boracchi & Foi 2012), starting at
+    (0, 0) and moving `length / (steps - 1)` pixels per step. Python floats and math.*: the same IEEE
+    operations, in the same order, as the kernels."""
+    n = exposed_positions(p["exposure"], steps)
+    step = p["length"] / (steps - 1)
+    angle = p["angle"] * (math.pi / 180.0)
+    vx, vy = math.cos(angle) * step, math.sin(angle) * step
+    words = random_blocks(seed, torch.tensor([sample_id]), BLUR_PATH_DOMAIN, torch.arange(n - 1))
+    jerk_u, turn_u = (uniform_open01(w[0]).tolist() for w in words[:2])
+    shake_x, shake_y = (normal_quantile(uniform_open01(w[0])).tolist() for w in words[2:])
+    jerk_chance = p["big_shake"] * p["anxiety"]
+    x = y = 0.0
+    path = [(x, y)]
+    for t in range(n - 1):
+        jerk_x = jerk_y = 0.0
+        if jerk_u[t] < jerk_chance:  # an impulsive jerk: turn back, doubled, by pi +- 0.5 rad
+            turn = math.pi + (turn_u[t] - 0.5)
+            cos_t, sin_t = math.cos(turn), math.sin(turn)
+            jerk_x, jerk_y = 2.0 * (vx * cos_t - vy * sin_t), 2.0 * (vx * sin_t + vy * cos_t)
+        vx += jerk_x + p["anxiety"] * (p["gaussian_shake"] * shake_x[t] - p["centripetal"] * x) * step
+        vy += jerk_y + p["anxiety"] * (p["gaussian_shake"] * shake_y[t] - p["centripetal"] * y) * step
+        speed = math.sqrt(vx * vx + vy * vy)
+        if speed > 0.0:
+            vx, vy = vx / speed * step, vy / speed * step
+        x, y = x + vx, y + vy
+        path.append((x, y))
+    return path
+
+
+def splat_positions(path, size: int) -> torch.Tensor:
+    """Integer (size, size) splat of a path centred by its bounding box: each position, rounded to 1/256
+    pixel, spreads SPLAT_ONE^2 over its four neighbours bilinearly."""
+    xs, ys = [q[0] for q in path], [q[1] for q in path]
+    mid_x, mid_y = (min(xs) + max(xs)) / 2.0, (min(ys) + max(ys)) / 2.0
+    centre, last = (size - 1) / 2.0, SPLAT_ONE * (size - 1)
+    acc = [0] * (size * size)
+    for x, y in path:
+        qx = min(max(math.floor((x - mid_x + centre) * SPLAT_ONE + 0.5), 0), last)
+        qy = min(max(math.floor((y - mid_y + centre) * SPLAT_ONE + 0.5), 0), last)
+        ix, fx = divmod(qx, SPLAT_ONE)
+        iy, fy = divmod(qy, SPLAT_ONE)
+        for row, wy in ((iy, SPLAT_ONE - fy), (iy + 1, fy)):
+            for col, wx in ((ix, SPLAT_ONE - fx), (ix + 1, fx)):
+                if wx * wy:  # a zero weight may sit one past the last row or column
+                    acc[row * size + col] += wx * wy
+    return torch.tensor(acc, dtype=torch.int64).reshape(size, size)
+
+
+def motion_blur_kernels(sample_ids, size, seed, steps, *ranges) -> torch.Tensor:
+    """motion_blur_kernels(sample_ids, size, seed, steps, <one range per BLUR_PARAMS>)."""
+    checks.check_motion_blur_kernels(sample_ids, size, seed, steps, *ranges)
+    out = torch.empty(sample_ids.shape[0], size, size, dtype=torch.float32)
+    for b, sample_id in enumerate(sample_ids.tolist()):
+        path = shake_trajectory(blur_sample(ranges, seed, sample_id), seed, sample_id, steps)
+        acc = splat_positions(path, size)
+        out[b] = (acc.to(torch.float64) / float(len(path) * SPLAT_ONE * SPLAT_ONE)).float()
+    return out.to(sample_ids.device)
+
+
+def blur(x, kernels) -> torch.Tensor:
+    """out[b, c, y, x] = sum over taps (i, j) of kernels[b, i, j] * x[b, c, y + kH // 2 - i, x + kW // 2 - j],
+    indices mirrored with the edge repeated; taps in row-major order, zero taps skipped, float64 sums."""
+    checks.check_blur(x, kernels)
+    out = torch.empty(x.shape, dtype=degraded_dtype(x))
+    height, width = x.shape[2], x.shape[3]
+    src, weights = x.cpu().to(torch.float64), kernels.cpu().to(torch.float64)
+    kh, kw = weights.shape[1], weights.shape[2]
+    rows = mirror_index(torch.arange(height)[:, None] + kh // 2 - torch.arange(kh)[None, :], height)  # (H, kh)
+    cols = mirror_index(torch.arange(width)[:, None] + kw // 2 - torch.arange(kw)[None, :], width)  # (W, kw)
+    for b in range(x.shape[0]):
+        acc = torch.zeros(src.shape[1:], dtype=torch.float64)
+        for i in range(kh):
+            shifted_rows = src[b][:, rows[:, i]]
+            for j in range(kw):
+                w = float(weights[b, i, j])
+                if w != 0.0:
+                    acc += w * shifted_rows[:, :, cols[:, j]]
+        out[b] = acc
     return out.to(x.device)
 
 

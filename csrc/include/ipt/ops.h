@@ -63,4 +63,20 @@ inline at::Tensor add_rain(const at::Tensor& x, const at::Tensor& sample_ids, in
   return op.call(x, sample_ids, seed, amount, thickness, length, angle, alpha);
 }
 
+// Camera-shake PSFs (B, size, size), float32 summing to 1, parameters drawn per sample.
+inline at::Tensor motion_blur_kernels(const at::Tensor& sample_ids, int64_t size, int64_t seed, int64_t steps, at::ArrayRef<double> length, at::ArrayRef<double> exposure, at::ArrayRef<double> anxiety, at::ArrayRef<double> centripetal, at::ArrayRef<double> big_shake, at::ArrayRef<double> gaussian_shake, at::ArrayRef<double> angle) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("ipt::motion_blur_kernels", "")
+                             .typed<at::Tensor(const at::Tensor&, int64_t, int64_t, int64_t, at::ArrayRef<double>, at::ArrayRef<double>, at::ArrayRef<double>, at::ArrayRef<double>, at::ArrayRef<double>, at::ArrayRef<double>, at::ArrayRef<double>)>();
+  return op.call(sample_ids, size, seed, steps, length, exposure, anxiety, centripetal, big_shake, gaussian_shake, angle);
+}
+
+// Convolves image b of x with kernels[b], borders mirrored (edge repeated); float output.
+inline at::Tensor blur(const at::Tensor& x, const at::Tensor& kernels) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("ipt::blur", "")
+                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&)>();
+  return op.call(x, kernels);
+}
+
 }  // namespace ipt
