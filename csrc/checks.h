@@ -219,6 +219,12 @@ inline void check_image_batch(const char* op, const at::Tensor& x) {
   check_image_bounds(op, x);
 }
 
+// The sample ids of an op that makes one output per id (no image to match).
+inline void check_id_vector(const char* op, const at::Tensor& ids) {
+  check_dims(op, "sample_ids", ids, 1, contract::kSampleIdsLayout);
+  check_dtype(op, "sample_ids", ids, contract::kIndexDtypes);
+}
+
 inline void check_sample_ids(const char* op, const at::Tensor& ids, const at::Tensor& x) {
   check_shape(op, "sample_ids", ids, contract::kSampleIdsLayout, {x.size(0)});
   check_dtype(op, "sample_ids", ids, contract::kIndexDtypes);
@@ -309,8 +315,7 @@ inline void check_add_gaussian_noise(const at::Tensor& x, double sigma, int64_t 
 inline RainRanges check_rain_streaks(const at::Tensor& sample_ids, int64_t height, int64_t width, int64_t seed,
                                      std::initializer_list<at::ArrayRef<double>> ranges) {
   constexpr const char* op = "rain_streaks";
-  check_dims(op, "sample_ids", sample_ids, 1, contract::kSampleIdsLayout);
-  check_dtype(op, "sample_ids", sample_ids, contract::kIndexDtypes);
+  check_id_vector(op, sample_ids);
   check_side(op, "height", height, contract::kRainSizeMin);
   check_side(op, "width", width, contract::kRainSizeMin);
   check_numel(op, "output", {sample_ids.size(0), 1, height, width});
@@ -330,8 +335,7 @@ inline RainRanges check_add_rain(const at::Tensor& x, const at::Tensor& sample_i
 inline BlurRanges check_motion_blur_kernels(const at::Tensor& sample_ids, int64_t size, int64_t seed, int64_t steps,
                                             std::initializer_list<at::ArrayRef<double>> ranges) {
   constexpr const char* op = "motion_blur_kernels";
-  check_dims(op, "sample_ids", sample_ids, 1, contract::kSampleIdsLayout);
-  check_dtype(op, "sample_ids", sample_ids, contract::kIndexDtypes);
+  check_id_vector(op, sample_ids);
   check_side(op, "size", size, contract::kBlurSizeMin);
   check_numel(op, "output", {sample_ids.size(0), size, size});
   check_seed(op, seed);

@@ -59,14 +59,7 @@ BLUR_PRESETS = {"light": LIGHT_BLUR, "heavy": HEAVY_BLUR}
 
 
 def resolve_blur(blur) -> BlurConfig:
-    if isinstance(blur, str):
-        if blur not in BLUR_PRESETS:
-            raise ValueError(f"unknown blur preset {blur!r}; choose one of {sorted(BLUR_PRESETS)} or pass a BlurConfig")
-        return BLUR_PRESETS[blur]
-    if not isinstance(blur, BlurConfig):
-        raise TypeError(f"blur must be a preset name or a BlurConfig, got {type(blur).__name__}")
-    checks.check_blur_config(blur)
-    return blur
+    return checks.resolve_config(blur, BLUR_PRESETS, BlurConfig, checks.check_blur_config, "blur")
 
 
 def motion_blur_kernels(sample_ids, size: int | None, seed: int, blur="light", *, device=None) -> torch.Tensor:

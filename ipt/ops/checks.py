@@ -167,6 +167,13 @@ def check_image_batch(op: str, x) -> None:
     check_image_bounds(op, x)
 
 
+def check_id_vector(op: str, ids) -> None:
+    """The sample ids of an op that makes one output per id (no image to match)."""
+    check_tensor(op, "sample_ids", ids)
+    check_dims(op, "sample_ids", ids, 1, c.LAYOUTS["sample_ids"])
+    check_dtype(op, "sample_ids", ids, "index")
+
+
 def check_sample_ids(op: str, ids, x: torch.Tensor) -> None:
     check_tensor(op, "sample_ids", ids)
     check_shape(op, "sample_ids", ids, c.LAYOUTS["sample_ids"], (x.shape[0],))
@@ -269,9 +276,7 @@ def check_add_gaussian_noise(x, sigma, seed, sample_ids) -> None:
 
 def check_rain_streaks(sample_ids, height, width, seed, *ranges) -> None:
     op = "rain_streaks"
-    check_tensor(op, "sample_ids", sample_ids)
-    check_dims(op, "sample_ids", sample_ids, 1, c.LAYOUTS["sample_ids"])
-    check_dtype(op, "sample_ids", sample_ids, "index")
+    check_id_vector(op, sample_ids)
     check_side(op, "height", height, c.RAIN_SIZE_MIN)
     check_side(op, "width", width, c.RAIN_SIZE_MIN)
     check_numel(op, "output", (sample_ids.shape[0], 1, height, width))
@@ -285,6 +290,19 @@ def check_add_rain(x, sample_ids, seed, *ranges) -> None:
     check_seed(op, seed)
     check_sample_ids(op, sample_ids, x)
     check_ranges(op, tuple(c.RAIN_PARAMS), ranges)
+
+
+def resolve_config(value, presets: dict, config_type: type, check, argument: str):
+    """The degradation recipe a front's `argument` names: a preset's name, or a config object, checked."""
+    if isinstance(value, str):
+        if value not in presets:
+            raise ValueError(f"unknown {argument} preset {value!r}; choose one of {sorted(presets)} or pass a "
+                             f"{config_type.__name__}")
+        return presets[value]
+    if not isinstance(value, config_type):
+        raise TypeError(f"{argument} must be a preset name or a {config_type.__name__}, got {type(value).__name__}")
+    check(value)
+    return value
 
 
 def check_rain_config(config) -> None:
@@ -306,9 +324,7 @@ def check_blur_length(op: str, size, length_range) -> None:
 
 def check_motion_blur_kernels(sample_ids, size, seed, steps, *ranges) -> None:
     op = "motion_blur_kernels"
-    check_tensor(op, "sample_ids", sample_ids)
-    check_dims(op, "sample_ids", sample_ids, 1, c.LAYOUTS["sample_ids"])
-    check_dtype(op, "sample_ids", sample_ids, "index")
+    check_id_vector(op, sample_ids)
     check_side(op, "size", size, c.BLUR_SIZE_MIN)
     check_numel(op, "output", (sample_ids.shape[0], size, size))
     check_seed(op, seed)

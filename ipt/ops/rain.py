@@ -47,14 +47,7 @@ RAIN_PRESETS = {"light": LIGHT_RAIN, "heavy": HEAVY_RAIN}
 
 
 def resolve_rain(rain) -> RainConfig:
-    if isinstance(rain, str):
-        if rain not in RAIN_PRESETS:
-            raise ValueError(f"unknown rain preset {rain!r}; choose one of {sorted(RAIN_PRESETS)} or pass a RainConfig")
-        return RAIN_PRESETS[rain]
-    if not isinstance(rain, RainConfig):
-        raise TypeError(f"rain must be a preset name or a RainConfig, got {type(rain).__name__}")
-    checks.check_rain_config(rain)
-    return rain
+    return checks.resolve_config(rain, RAIN_PRESETS, RainConfig, checks.check_rain_config, "rain")
 
 
 def rain_streaks(sample_ids, height: int, width: int, seed: int, rain="light", *, device=None) -> torch.Tensor:
