@@ -9,8 +9,10 @@ import sys
 import typing
 from pathlib import Path
 
+import torch
+
 from .errors import ConfigError, IPTError
-from .families import FAMILY_NAMES
+from .families import FAMILY_NAMES, load_model
 from .files import OutputLock
 from .inference import MODES, PRECISIONS, Restorer
 from .model.config import IPTConfig
@@ -30,8 +32,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, weights_required: bool 
     parser.add_argument("--model", choices=FAMILY_NAMES, default="ipt",
                         help="the model family of --weights (default %(default)s)")
     parser.add_argument("--task", required=True,
-                        help="IPT: sr2, sr3, sr4, rain, noise30, noise50 (or noise<sigma>, sr<k>); MPRNet: deblur, "
-                             "denoise, derain (real pairs: GoPro, SIDD, Rain13k)")
+                        help="IPT: sr2, sr3, sr4, rain, noise30, noise50 (or noise<sigma>, sr<k>), deblur; MPRNet: "
+                             "deblur (GoPro pairs or synthetic blur), denoise, derain (real pairs: SIDD, Rain13k), or "
+                             "the synthesised ones")
     parser.add_argument("--weights", required=weights_required,
                         help="an official file (IPT: IPT_sr2.pt, IPT_pretrain.pt, ...; MPRNet: model_deblurring.pth, "
                              "MPR_Deblurring.pdparams, ...) or a checkpoint of this toolkit")
@@ -88,6 +91,21 @@ def run_main(main) -> None:
               file=sys.stderr)
         signum = getattr(signal, stopped_by, signal.SIGTERM)  # a peer's signal: as SIGTERM
         raise SystemExit(exit_status(signum))
+
+
+def finetuning_start(init, task, recipe_model, num_heads: int | None, seed: int):
+    """(model, note) for fine-tuning IPT on `task` from the checkpoint `init` (ipt.finetune, ipt.train
+    --model ipt --init): its body with the task's head, tail and task-embedding row, new ones if it lacks
+    the task, in the geometry of the recipe's model (recipe_model, None without --config) when that keeps
+    the body (ipt.model.transfer). note: one line saying what was adapted, or None."""
+    from .model.transfer import finetuning_config, finetuning_model  # IPT's own: loaded for IPT runs only
+
+    pretrained = load_model(init, task, family="ipt", require_task=False, num_heads=num_heads)
+    config, note = finetuning_config(pretrained.config, recipe_model)
+    torch.manual_seed(seed)  # what is new starts the same in every run of this seed
+    model, notes = finetuning_model(pretrained, task, config)
+    notes = [note, *notes] if note else notes
+    return model, (f"{init}: {'; '.join(notes)}" if notes else None)
 
 
 def print_done(summary: dict, digits: int = 3) -> None:

@@ -2,16 +2,18 @@
 python -m ipt.evaluate --model mprnet --task deblur --weights model_deblurring.pth --data GoPro/test
 
 Restores every image of a data set and reports PSNR / SSIM (Y channel and RGB; SR shaves `scale`
-pixels off each border) per image and on average, as a table and as CSV and JSON files.
+pixels off each border) per image and on average, as a table and as CSV and JSON files. The summary line
+judges on the task's channel (Task.channel): RGB for deblurring (the GoPro convention), Y otherwise.
 
 DIR holds pairs (input/ + target/, or HR/ + LR_bicubic/X{s}/) or clean images only, which are then
 degraded with the task's seeded degradation (SR: MATLAB bicubic of the image cropped to a multiple of
-the scale, exactly how SR benchmarks were made); tasks of real pairs only (deblur, denoise, derain: MPRNet's)
-refuse clean images before the model loads. Without --data: the held-out split of the built-in sample photographs
-(ipt.data.samples.VALIDATION_SAMPLES), which no default training run sees.
+the scale, exactly how SR benchmarks were made; deblur: each image's own seeded camera-shake blur); tasks of
+real pairs only (denoise, derain: MPRNet's) refuse clean images before the model loads. Without --data: the
+held-out split of the built-in sample photographs (ipt.data.samples.VALIDATION_SAMPLES), which no default
+training run sees.
 
 Every measure is given beside the task's baseline -- MATLAB bicubic upsampling of the input for SR, the
-degraded input itself for denoising and deraining (Task.baseline) -- with the model's gain in dB.
+degraded input itself for denoising, deraining and deblurring (Task.baseline) -- with the model's gain in dB.
 --compare also writes OUT/compare/IMAGE.png per image: input | baseline (SR) | model | target, on the
 window with the most detail, enlarged (ipt.compare).
 """
@@ -83,17 +85,19 @@ class Result:
 
 def checked_pairs(task, data):
     """(layout, pairs) of `data` for `task`, every problem found before any image is restored: pairs whose
-    sizes do not match (ipt.data.folders.check_pair_size), and clean images for a task that cannot
-    degrade them (deblur, denoise, derain: real pairs only)."""
+    sizes do not match (ipt.data.folders.check_pair_size), clean images for a task that cannot degrade them
+    (denoise, derain: real pairs only) or too small for its degradation (smaller than a blur kernel)."""
     layout, pairs = find_pairs(data, scale=task.scale)
     if not task.synthetic and any(pair.input is None for pair in pairs):
         try:
             task.degrade(torch.zeros(1, 3, 1, 1, dtype=torch.uint8), 0)  # the task's own message says why
         except ConfigError as error:
             raise ConfigError(f"{data} holds clean images only ({layout}): {error}") from None
-    for pair in pairs:
-        if pair.input is not None:  # the headers only: cheap, and a bad pair found now, not after an hour
+    for pair in pairs:  # the headers only: cheap, and a bad pair found now, not after an hour
+        if pair.input is not None:
             check_pair_size(pair, image_size(pair.input), image_size(pair.target), task.scale)
+        else:
+            task.check_size(min(image_size(pair.target)), f"{pair.name}, an image")
     return layout, pairs
 
 
@@ -181,10 +185,12 @@ def format_table(rows: list[dict], baseline_name: str = "baseline") -> str:
 
 
 def describe_gain(task, means: dict) -> str:
-    """One line: the model's PSNR-Y and SSIM-Y beside the baseline's, and the gain."""
-    return (f"PSNR-Y {means['psnr_y']:.3f} dB ({task.baseline_name} {means['baseline_psnr_y']:.3f}, "
-            f"gain {means['gain_psnr_y']:+.3f} dB), SSIM-Y {means['ssim_y']:.4f} ({task.baseline_name} "
-            f"{means['baseline_ssim_y']:.4f})")
+    """One line: the model's PSNR and SSIM on the task's channel (Task.channel: RGB for deblurring, else Y)
+    beside the baseline's, and the gain."""
+    c, label, base = task.channel, task.channel.upper(), task.baseline_name
+    return (f"PSNR-{label} {means[f'psnr_{c}']:.3f} dB ({base} {means[f'baseline_psnr_{c}']:.3f}, "
+            f"gain {means[f'gain_psnr_{c}']:+.3f} dB), SSIM-{label} {means[f'ssim_{c}']:.4f} ({base} "
+            f"{means[f'baseline_ssim_{c}']:.4f})")
 
 
 def main(argv=None) -> None:
@@ -212,7 +218,8 @@ def main(argv=None) -> None:
     print(f"{describe_family(restorer.family.name)} {task.name} on {len(rows)} images of {data} ({layout}); "
           f"baseline: {task.baseline_name}")
     print(format_table(rows, task.baseline_name))
-    meta = {"model": restorer.family.name, "task": task.name, "baseline": task.baseline_name,
+    print(f"mean: {describe_gain(task, summary(rows))}")
+    meta = {"model": restorer.family.name, "task": task.name, "baseline": task.baseline_name, "channel": task.channel,
             "weights": str(args.weights), "data": str(data), "layout": layout, **restorer.describe_tiling(),
             "self_ensemble": args.self_ensemble, "precision": args.precision, "seed": args.seed,
             "shave": metrics.shave_for(task)}

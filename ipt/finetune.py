@@ -1,7 +1,9 @@
 """python -m ipt.finetune --task sr2 --init CKPT --data DIR [--val DIR] [--config ...] [--out DIR]
 
 Fine-tunes a pretrained IPT on one task: keeps that task's head, tail and task-embedding row (the
-others are dropped), trains with L1 at lr 2e-5 on real pairs (input/ + target/, HR/ + LR_bicubic/X{s}/)
+others are dropped; a task the checkpoint lacks, such as deblur, gets new ones), in the input geometry of
+--config's model when it keeps the pretrained body (ipt-deblur: the paper's appendix A, 256-px inputs,
+patch_dim 8, n_feats 9), and trains with L1 at lr 2e-5 on real pairs (input/ + target/, HR/ + LR_bicubic/X{s}/)
 or on clean images degraded on the fly, and reports PSNR/SSIM on --val after every epoch beside the
 task's baseline (bicubic for SR, the degraded input otherwise) and the gain over it. Defaults: training
 on the built-in sample photographs' "train" split, validating on their held-out "validation" split; a
@@ -14,12 +16,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .cli import (add_num_heads_argument, add_training_arguments, check_fresh_output, resumed_config, run_main,
-                  training_config)
+from .cli import (add_num_heads_argument, add_training_arguments, check_fresh_output, finetuning_start, resumed_config,
+                  run_main, training_config)
 from .data import load_task_data
 from .errors import ConfigError
 from .data.samples import sample_images_dir
-from .model import IPTConfig, load_model
+from .model import IPTConfig
 from .tasks import get_task
 from .train import Trainer, TrainConfig, load_config
 from .train.validation import check_held_out, make_validator  # noqa: F401  (also ipt.finetune's names)
@@ -36,7 +38,9 @@ def main(argv=None) -> dict:
                         help="validation data, any layout ipt.evaluate takes (default: the held-out sample photographs)")
     parser.add_argument("--allow-val-overlap", action="store_true",
                         help="allow validation images that are also training images (their scores then say little)")
-    parser.add_argument("--config", default=None, help="default: ipt-finetune for the paper's model, else small-finetune")
+    parser.add_argument("--config", default=None,
+                        help="default: ipt-finetune for the paper's model, else small-finetune; ipt-deblur: the paper's "
+                             "deblurring model (appendix A)")
     add_num_heads_argument(parser)
     add_training_arguments(parser, default_out="runs/finetune")
     args = parser.parse_args(argv)
@@ -53,11 +57,13 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     try:
         with dist.stage("start-up"):
-            model = load_model(args.init, task, num_heads=args.num_heads).subset([task.name])
-            base = named or load_config("ipt-finetune" if model.config == IPTConfig() else "small-finetune")
-            config = training_config(args, base.updated(model=model.config.to_dict(), tasks=(task.name,)))
             check_fresh_output(args.out, args.resume, main=dist.is_main)
-            config = resumed_config(args) or config
+            resumed = resumed_config(args)  # with --resume and no --config: the run's own settings
+            recipe = named or resumed
+            model, adapted = finetuning_start(args.init, task, recipe.model if recipe else None, args.num_heads,
+                                              early.seed)
+            base = named or load_config("ipt-finetune" if model.config == IPTConfig() else "small-finetune")
+            config = resumed or training_config(args, base.updated(model=model.config.to_dict(), tasks=(task.name,)))
             source = Path(args.data) if args.data else sample_images_dir(split="train")
             layout, data = load_task_data(source, task, crop=model.config.patch_size)
             val = Path(args.val) if args.val else sample_images_dir(split="validation")
@@ -67,6 +73,8 @@ def main(argv=None) -> dict:
                               progress=False if args.no_progress else None,
                               allow_config_changes=args.allow_config_changes)
         if trainer.dist.is_main:
+            if adapted:
+                print(adapted, flush=True)
             print(f"fine-tuning {task.name} from {args.init} on {len(data)} {layout} items of {source}; "
                   f"{trainer.total_steps} steps of {config.batch_size}", flush=True)
             names = sorted({f.stem for f in val_files})

@@ -1,9 +1,12 @@
-"""python -m ipt.pretrain [--dali] [--data DIR] [--config small|ipt|FILE] [--steps N] [--out DIR] [--resume]
+"""python -m ipt.pretrain [--dali] [--data DIR] [--config small|ipt|FILE] [--tasks T,...] [--steps N] [--out DIR]
+                         [--resume]
 
 Pretrains IPT on clean images: every step draws one task (SR x2/x3/x4, deraining, denoising 30/50),
 degrades a batch of random crops with it on the training device, and minimises L1 + 0.1 * contrastive.
 With no arguments: the built-in sample photographs and the "small" config, minutes on a CPU.
 On many GPUs: torchrun --nproc-per-node 8 -m ipt.pretrain --dali --config ipt --data /imagenet/train
+--tasks sr2,sr3,sr4,rain,noise30,noise50,deblur adds deblurring as a seventh task: the model's heads, tails
+and task-embedding rows follow the list, so the official six keep their indices 0-5 and their layout.
 """
 
 from __future__ import annotations
@@ -19,16 +22,26 @@ from .train import Trainer, load_config
 from .train.distributed import join, teardown
 
 
+def with_tasks(args, config):
+    """config with the tasks --tasks names, if given (None stays None)."""
+    if args.tasks is None or config is None:
+        return config
+    return config.updated(tasks=tuple(name for item in args.tasks for name in item.split(",") if name))
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m ipt.pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="image folder (class sub-folders fine) or file list; default: samples")
     parser.add_argument("--config", default=None, help="a preset (small, ipt, tiny) or a .json/.toml file (default: "
                                                        "small; with --resume, the run's own settings)")
+    parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                        help="the tasks, in the order of the model's heads, tails and task-embedding rows, separated by "
+                             "commas or spaces (default: the config's, the official six)")
     add_training_arguments(parser, default_out="runs/pretrain")
     args = parser.parse_args(argv)
 
-    config = training_config(args, load_config(args.config or "small"))
+    config = with_tasks(args, training_config(args, load_config(args.config or "small")))
     if config.family != "ipt":  # the multi-task pretraining (and its contrastive loss) is IPT's
         raise ConfigError(f"--config {args.config} is a recipe for {config.family}, and ipt.pretrain pretrains IPT: "
                           f"train {config.family} with python -m ipt.train --model {config.family}")
@@ -38,7 +51,7 @@ def main(argv=None) -> dict:
     try:
         with dist.stage("start-up"):
             check_fresh_output(args.out, args.resume, main=dist.is_main)
-            config = resumed_config(args) or config
+            config = with_tasks(args, resumed_config(args)) or config  # a resumed run refuses other tasks
             # Every image must hold the largest clean crop of the tasks, for this model's input size.
             patch_size = get_config(config.model).patch_size
             largest_crop = max(get_task(t).hr_crop_for(patch_size) for t in config.tasks)

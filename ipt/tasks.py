@@ -6,7 +6,8 @@ the pretrained model); other tasks, e.g. the paper's noise levels 10 and 70, are
     crop = task.hr_crop_for(model.config.patch_size)   # the clean crop for one model input: 96 for the paper's model
     lr = task.degrade(hr_uint8, seed=7)         # float32 (B, C, H/2, W/2) from (B, C, H, W)
     get_task("noise70")                         # a custom task: GaussianNoise(70), scale 1
-    get_task("deblur")                          # a task of real pairs only (GoPro): no synthetic degradation
+    get_task("deblur")                          # camera-shake blur (also trained and evaluated on GoPro's real pairs)
+    get_task("denoise")                         # a task of real pairs only (SIDD): no synthetic degradation
 
 Every task has a kind -- "sr", "denoise", "derain" or "deblur" -- which says what a model restores, whatever
 makes its inputs: a model family picks its sizes and its loss by it (MPRNet's deblur/denoise/derain presets).
@@ -22,7 +23,8 @@ from typing import Callable
 import torch
 
 from .errors import ConfigError
-from .ops import RainConfig, add_gaussian_noise, add_rain, bicubic_downsample
+from .ops.blur import resolve_blur
+from .ops import BlurConfig, RainConfig, add_gaussian_noise, add_motion_blur, add_rain, bicubic_downsample
 
 
 def _as_float(x: torch.Tensor) -> torch.Tensor:
@@ -62,9 +64,36 @@ class Rain:
 
 
 @dataclass(frozen=True)
+class MotionBlur:
+    """Camera shake (SPEC section 7): each sample blurred by its own seeded trajectory PSF, mirrored borders."""
+
+    blur: str | BlurConfig = "light"
+    kind = "deblur"
+
+    def __call__(self, hr: torch.Tensor, seed: int, sample_ids=None) -> torch.Tensor:
+        return add_motion_blur(hr, seed, sample_ids, self.blur)
+
+    @property
+    def config(self) -> BlurConfig:
+        return resolve_blur(self.blur)
+
+    @property
+    def min_size(self) -> int:
+        """The kernel's side: the op refuses images smaller than that."""
+        return self.config.size
+
+    @property
+    def margin(self) -> int:
+        """Clean pixels a training crop holds on each side beyond the model input: the kernel's reach, so that
+        every input pixel is blurred from the photograph, as in a tile of a blurred photo, and never from the
+        mirrored border (Task.pair trims the margin off again)."""
+        return self.config.size // 2
+
+
+@dataclass(frozen=True)
 class RealPairsOnly:
-    """The degradation of a task whose inputs only come from real pairs (GoPro's blur, SIDD's camera
-    noise, the rain of Rain13k): there is nothing to synthesise, so clean images cannot be used for it."""
+    """The degradation of a task whose inputs only come from real pairs (SIDD's camera noise, the rain of
+    Rain13k): there is nothing to synthesise, so clean images cannot be used for it."""
 
     kind: str
     example: str  # a data set of such pairs, for the message
@@ -94,10 +123,35 @@ class Task:
         """Whether the task can make its inputs from clean images (else it needs real pairs)."""
         return not isinstance(self.degradation, RealPairsOnly)
 
+    @property
+    def min_size(self) -> int:
+        """The smallest side of a clean image the degradation takes (the blur kernel's, for deblurring)."""
+        return getattr(self.degradation, "min_size", 1)
+
+    def check_size(self, side: int, what: str) -> None:
+        """A clear error when clean images of this side (`what` they are, for the message) are too small
+        for the degradation."""
+        if side < self.min_size:
+            raise ConfigError(f"task {self.name!r} needs clean images of at least {self.min_size} px (the smallest "
+                              f"its degradation takes), got {what} of {side} px")
+
+    @property
+    def channel(self) -> str:
+        """The channel a result is judged on first: "rgb" for deblurring (the GoPro convention of the
+        deblurring literature, MPRNet's and IPT's appendix A), "y" otherwise (the official IPT code's).
+        Evaluation always reports both."""
+        return "rgb" if self.kind == "deblur" else "y"
+
+    @property
+    def margin(self) -> int:
+        """Pixels a clean training crop holds on each side beyond its target (the blur kernel's reach, for
+        deblurring; 0 for the others), which Task.pair trims off the input and the target."""
+        return getattr(self.degradation, "margin", 0)
+
     def hr_crop_for(self, patch_size: int) -> int:
         """Side of the clean crop whose degraded version is one model input of patch_size x patch_size
-        (patch_size: model.config.patch_size)."""
-        return patch_size * self.scale
+        (patch_size: model.config.patch_size), after Task.pair trims the margin."""
+        return patch_size * self.scale + 2 * self.margin
 
     @property
     def hr_crop(self) -> int:
@@ -131,8 +185,13 @@ class Task:
         return bicubic_downsample(lr, size=size).float()
 
     def pair(self, hr: torch.Tensor, seed: int, sample_ids: torch.Tensor | None = None):
-        """(degraded input, clean float target) for a batch of clean crops."""
-        return self.degrade(hr, seed, sample_ids), _as_float(hr)
+        """(degraded input, clean float target) for a batch of clean training crops (hr_crop_for's side),
+        both without the margin."""
+        degraded, target = self.degrade(hr, seed, sample_ids), _as_float(hr)
+        m = self.margin
+        if m:
+            degraded, target = degraded[..., m:-m, m:-m], target[..., m:-m, m:-m]
+        return degraded, target
 
 
 TASKS: tuple[Task, ...] = (
@@ -144,14 +203,15 @@ TASKS: tuple[Task, ...] = (
     Task("noise50", 1, GaussianNoise(50.0), 5),
 )
 TASK_NAMES: tuple[str, ...] = tuple(t.name for t in TASKS)
-# Restoration of real pairs, named as MPRNet names its three (Deblurring, Denoising, Deraining): GoPro and
-# HIDE blur, SIDD and DND camera noise, the Rain13k mixture of rain.
+# Named as MPRNet names its three (Deblurring, Denoising, Deraining). Deblurring trains on GoPro's or HIDE's
+# real pairs, or on clean images blurred on the fly; SIDD and DND camera noise and the Rain13k mixture of
+# rain have no synthetic counterpart here: those two tasks take real pairs only.
+DEBLUR = Task("deblur", 1, MotionBlur("light"))
 PAIR_TASKS: tuple[Task, ...] = (
-    Task("deblur", 1, RealPairsOnly("deblur", "GoPro/train")),
     Task("denoise", 1, RealPairsOnly("denoise", "SIDD/train")),
     Task("derain", 1, RealPairsOnly("derain", "Rain13k/train")),
 )
-_BY_NAME = {t.name: t for t in (*TASKS, *PAIR_TASKS)}
+_BY_NAME = {t.name: t for t in (*TASKS, DEBLUR, *PAIR_TASKS)}
 
 
 def noise_task(sigma: float) -> Task:
@@ -165,8 +225,8 @@ def sr_task(scale: int) -> Task:
 
 
 def get_task(task: str | int | Task) -> Task:
-    """A task by name ('sr2', 'noise30', ... a custom 'noise10', 'sr8', 'rain-heavy', or one of the real-pair
-    tasks 'deblur', 'denoise', 'derain'), by official index (0-5), or a Task given as is."""
+    """A task by name ('sr2', 'noise30', ... a custom 'noise10', 'sr8', 'rain-heavy', 'deblur', 'deblur-heavy',
+    or one of the real-pair tasks 'denoise', 'derain'), by official index (0-5), or a Task given as is."""
     if isinstance(task, Task):
         return task
     if isinstance(task, int) and not isinstance(task, bool):
@@ -179,13 +239,15 @@ def get_task(task: str | int | Task) -> Task:
         return _BY_NAME[task]
     if task == "rain-heavy":
         return Task("rain-heavy", 1, Rain("heavy"))
+    if task == "deblur-heavy":
+        return Task("deblur-heavy", 1, MotionBlur("heavy"))
     if m := re.fullmatch(r"noise(\d+(?:\.\d+)?)", task):
         return noise_task(float(m.group(1)))
     if (m := re.fullmatch(r"sr(\d+)", task)) and int(m.group(1)) >= 2:
         return sr_task(int(m.group(1)))
     raise ConfigError(
-        f"unknown task {task!r}: use one of {list(TASK_NAMES)}, 'rain-heavy', 'noise<sigma>', 'sr<scale>', or a "
-        f"task of real pairs: {[t.name for t in PAIR_TASKS]}"
+        f"unknown task {task!r}: use one of {list(TASK_NAMES)}, 'rain-heavy', 'noise<sigma>', 'sr<scale>', 'deblur', "
+        f"'deblur-heavy', or a task of real pairs: {[t.name for t in PAIR_TASKS]}"
     )
 
 

@@ -12,7 +12,6 @@ from PIL import Image
 
 from ipt import families, metrics
 from ipt.apps import WEIGHT_FILES, MPRPredictor, find_weights
-from ipt.cli import run_main
 from ipt.data.images import read_image, write_image
 from ipt.errors import ConfigError
 from ipt.families import ModelFamily
@@ -21,6 +20,7 @@ from ipt.model import IPT, CheckpointError, IPTConfig
 from ipt.mprnet import MPRNet
 from ipt.mprnet.family import DEFAULT_OVERLAP, DEFAULT_TILE
 
+from cli_runs import in_process
 from images import photo
 
 
@@ -380,15 +380,7 @@ def pairs(tmp_path_factory, tiny):
     return root
 
 
-def _cli(module_main, capsys, *args):
-    """(exit status, stdout, stderr) of a tool's main(ARGS), run in this process as run_main runs it."""
-    try:
-        run_main(lambda: module_main([str(a) for a in args]))
-        code = 0
-    except SystemExit as ended:
-        code = ended.code
-    out, err = capsys.readouterr()
-    return code, out, err
+_cli = in_process  # (exit status, stdout, stderr) of a tool's main(ARGS), run in this process
 
 
 def test_restore_cli_with_mprnet(tiny, pairs, capsys):
@@ -427,7 +419,7 @@ def test_evaluate_cli_with_mprnet_reports_the_model_and_the_baseline(tiny, pairs
         assert row["gain_psnr_y"] == pytest.approx(row["psnr_y"] - row["baseline_psnr_y"])
 
 
-def test_evaluating_deblur_on_clean_images_fails_before_anything_loads(tiny, tmp_path, capsys, monkeypatch):
+def test_evaluating_a_real_pair_task_on_clean_images_fails_before_anything_loads(tiny, tmp_path, capsys, monkeypatch):
     from ipt.evaluate import main
 
     def must_not_restore(self, image):
@@ -436,7 +428,7 @@ def test_evaluating_deblur_on_clean_images_fails_before_anything_loads(tiny, tmp
     monkeypatch.setattr(Restorer, "restore", must_not_restore)
     write_image(tmp_path / "clean" / "a.png", photo("coffee")[:32, :32])
     for weights in (tiny[1], tmp_path / "missing.pt"):  # the data is refused before the weights are read
-        code, _, err = _cli(main, capsys, "--model", "mprnet", "--task", "deblur", "--weights", weights, "--data",
+        code, _, err = _cli(main, capsys, "--model", "mprnet", "--task", "denoise", "--weights", weights, "--data",
                             tmp_path / "clean", "--out", tmp_path / "ev", "--device", "cpu")
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1, err

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from ipt.cli import run_main
 from ipt.data.images import read_image, write_image
 from ipt.devices import resolve_device
 from ipt.errors import ConfigError, OutputError
@@ -22,6 +21,7 @@ from ipt.model import IPT, CheckpointError, IPTConfig, load_model
 from ipt.model.checkpoint import model_payload
 from ipt.restore import main
 
+from cli_runs import in_process
 from images import photo
 
 TINY = IPTConfig(n_feats=8, patch_size=12, patch_dim=3, num_heads=2, num_layers=1)
@@ -48,13 +48,7 @@ def _unchanged(folder, before):
 
 def restore_cli(capsys, *args):
     """(exit status, stdout, stderr) of `python -m ipt.restore ARGS`, run in this process."""
-    try:
-        run_main(lambda: main([str(a) for a in args]))
-        code = 0
-    except SystemExit as ended:
-        code = ended.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return in_process(main, capsys, *args)
 
 
 def _one_line(err, *words):

@@ -55,8 +55,7 @@ def crop(image_hwc: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
 
 def degrade_batch(batch: Batch, tasks, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(model input, float target) of a batch on its device: the real input for pairs, else the batch's
-    task's seeded degradation of the clean crops."""
-    target = batch.hr.float()
+    task's seeded degradation of the clean crops (Task.pair: without a deblurring crop's margin)."""
     if batch.lr is not None:
-        return batch.lr.float(), target
-    return tasks[batch.task].degrade(batch.hr, seed, batch.sample_ids), target
+        return batch.lr.float(), batch.hr.float()
+    return tasks[batch.task].pair(batch.hr, seed, batch.sample_ids)

@@ -65,8 +65,9 @@ def load_training_images(source=None, min_size: int = 0, cache="default", full_c
 def load_task_data(source, task, crop: int, cache="default") -> tuple[str, TrainingImages | ImagePairs]:
     """(layout, data) of a training folder for one task: its pairs (input/ + target/, HR/ + LR_bicubic/X{s}/)
     if it holds them, else its clean images, to be degraded on the fly by the task. crop: the side of one
-    model input; clean images must hold the task's clean crop (crop x scale), pairs' inputs one crop. A
-    task that cannot synthesise its inputs (real-pair tasks: deblur, ...) needs pairs."""
+    model input; clean images must hold the task's clean crop (task.hr_crop_for(crop): crop x scale, plus
+    a deblurring crop's margin), pairs' inputs one crop. A task that cannot synthesise its inputs (real-pair
+    tasks: denoise, derain) needs pairs."""
     layout, _ = find_pairs(source, scale=task.scale)
     if layout == "clean":
         if not task.synthetic:

@@ -2,7 +2,8 @@
 
 Modules, each importing only the ones before it: config (sizes), layers and body (building blocks),
 checkpoint (file formats; knows no model class), ipt (the model; IPT.save/load/load_official),
-loading (load_model & co., the functional API)."""
+loading (load_model & co., the functional API), transfer (the model a fine-tuning starts from: a pretrained
+body in another input geometry, new task parts)."""
 
 from .checkpoint import CheckpointError, save_checkpoint
 from .config import PRESETS, IPTConfig, get_config

@@ -90,6 +90,10 @@ PRESETS: dict[str, IPTConfig] = {
     "small": IPTConfig(n_feats=16, patch_size=24, patch_dim=3, num_heads=4, num_layers=2),
     # for tests: a forward pass in milliseconds
     "tiny": IPTConfig(n_feats=8, patch_size=12, patch_dim=3, num_heads=2, num_layers=1),
+    # The paper's deblurring model (appendix A: "patch size as 256, patch dim as 8 and number of features as 9"),
+    # as we read it: 256-px inputs cut into 8x8 patches of 9 feature channels -- tokens of 8*8*9 = 576 values, the
+    # pretrained body's 3*3*64, so the pretrained body loads unchanged (ipt.model.transfer); 32x32 tokens.
+    "ipt-deblur": IPTConfig(n_feats=9, patch_size=256, patch_dim=8),
 }
 
 

@@ -4,9 +4,9 @@
 Trains one restoration task, for either model family (--model ipt|mprnet), from scratch or from --init
 weights (ours, or the family's official release files: model_deblurring.pth, MPR_Deblurring.pdparams,
 IPT_sr2.pt, ...). The data are pairs (input/ + target/, HR/ + LR_bicubic/X{s}/: GoPro, SIDD, Rain13k, ...)
-or clean images degraded on the fly by the task's seeded kernels (noise30, rain, ...; the real-pair tasks
-deblur, denoise and derain need pairs). The loss is the family's: MPRNet's Charbonnier + 0.05 x edge loss
-over its three stage outputs (Charbonnier only for denoising), IPT's L1.
+or clean images degraded on the fly by the task's seeded kernels (noise30, rain, deblur's camera shake, ...;
+the real-pair tasks denoise and derain need pairs). The loss is the family's: MPRNet's Charbonnier + 0.05 x
+edge loss over its three stage outputs (Charbonnier only for denoising), IPT's L1.
 
 --config: by default the family's recipe for the task. MPRNet: with --data its official recipe for the
 task's kind (mprnet-deblur: 3000 epochs of 256-px crops, mprnet-denoise: 80 epochs of 128-px crops,
@@ -26,8 +26,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import (add_num_heads_argument, add_training_arguments, check_fresh_output, print_done, resumed_config,
-                   run_main, training_config)
+from ..cli import (add_num_heads_argument, add_training_arguments, check_fresh_output, finetuning_start, print_done,
+                   resumed_config, run_main, training_config)
 from ..data import load_task_data
 from ..data.samples import sample_images_dir
 from ..errors import ConfigError
@@ -52,14 +52,15 @@ def default_recipe(family: str, task, data_given: bool) -> TrainConfig:
     return PRESETS[name]
 
 
-def initial_model(args, family, task):
-    """The model to start from: --init's weights (a single-task model of `task`), else None (a new one)."""
+def initial_model(args, family, task, recipe_model, seed: int):
+    """(model, note): the model to start from -- --init's weights (a single-task model of `task`), else None (a
+    new one) -- and a line saying what was adapted, or None. recipe_model: the model of the recipe the user
+    chose (--config, or the resumed run's), else None."""
     if args.init is None:
-        return None
-    model = load_model(args.init, task, family=family.name, num_heads=args.num_heads)
-    if family.name == "ipt":  # a pretrained multi-task IPT: keep this task's head, tail and embedding row
-        model = model.subset([task.name])
-    return model
+        return None, None
+    if family.name == "ipt":  # a pretrained multi-task IPT: this task's head, tail and embedding row (or new ones)
+        return finetuning_start(args.init, task, recipe_model, args.num_heads, seed)
+    return load_model(args.init, task, family=family.name, num_heads=args.num_heads), None
 
 
 def main(argv=None) -> dict:
@@ -67,7 +68,8 @@ def main(argv=None) -> dict:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=FAMILY_NAMES, default="ipt", help="the model family (default %(default)s)")
     parser.add_argument("--task", required=True,
-                        help="deblur, denoise, derain (real pairs), or one the toolkit synthesises: noise30, rain, sr2, ...")
+                        help="deblur (GoPro pairs or synthetic blur), denoise, derain (real pairs), or one the toolkit "
+                             "synthesises: noise30, rain, sr2, deblur-heavy, ...")
     parser.add_argument("--data", default=None,
                         help="pairs or clean images (default: the built-in sample photographs' training split)")
     parser.add_argument("--val", default=None, help="validation data, any layout ipt.evaluate takes (default: the "
@@ -88,15 +90,17 @@ def main(argv=None) -> dict:
                           "another config")
     base = named or default_recipe(family.name, task, data_given=args.data is not None)
     # Join the job before reading files: a rank that cannot read them must end the others too.
-    dist = join(training_config(args, base), args.device)
+    early = training_config(args, base)
+    dist = join(early, args.device)
     out = Path(args.out)
     try:
         with dist.stage("start-up"):
-            model = initial_model(args, family, task)
-            config = training_config(args, base.updated(
-                tasks=(task.name,), model=model.config.to_dict() if model is not None else base.model))
             check_fresh_output(args.out, args.resume, main=dist.is_main)
-            config = resumed_config(args) or config
+            resumed = resumed_config(args)  # with --resume and no --config: the run's own settings
+            recipe = named or resumed
+            model, adapted = initial_model(args, family, task, recipe.model if recipe else None, early.seed)
+            config = resumed or training_config(args, base.updated(
+                tasks=(task.name,), model=model.config.to_dict() if model is not None else base.model))
             source = Path(args.data) if args.data else sample_images_dir(split="train")
             crop = family.train_crop(family.get_config(config.model), config)
             layout, data = load_task_data(source, task, crop)
@@ -111,6 +115,8 @@ def main(argv=None) -> dict:
                               validate=validate, progress=False if args.no_progress else None,
                               allow_config_changes=args.allow_config_changes)
         if trainer.dist.is_main:
+            if adapted:
+                print(adapted, flush=True)
             start = f"from {args.init}" if args.init else "from scratch"
             parameters = sum(p.numel() for p in trainer.model.parameters())
             print(f"training {describe_family(family.name)} ({parameters:,} parameters) {start} for {task.name} on "
