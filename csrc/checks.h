@@ -343,9 +343,12 @@ inline BlurRanges check_motion_blur_kernels(const at::Tensor& sample_ids, int64_
   IPT_REQUIRE(steps <= contract::kBlurStepsMax, contract::msg::kIntMax, {"op", op}, {"name", "steps"},
               {"max", show(contract::kBlurStepsMax)}, {"value", show(steps)});
   const BlurRanges packed = check_blur_ranges(op, ranges);
-  // The longest path must fit the kernel: a path of length L spans at most L pixels per axis.
-  IPT_REQUIRE(packed.length[1] <= static_cast<double>(size - 1), contract::msg::kBlurLength, {"op", op},
-              {"low", show(packed.length[0])}, {"high", show(packed.length[1])}, {"max", show(size - 1)});
+  // The longest path must fit the kernel around its anchor size / 2: a path of length L spans at most L pixels
+  // per axis, L / 2 on each side of its centre.
+  const int64_t longest = 2 * ((size - 1) / 2);
+  IPT_REQUIRE(packed.length[1] <= static_cast<double>(longest), contract::msg::kBlurLength, {"op", op},
+              {"low", show(packed.length[0])}, {"high", show(packed.length[1])}, {"max", show(longest)},
+              {"size", show(size)});
   return packed;
 }
 

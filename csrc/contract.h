@@ -131,7 +131,7 @@ constexpr Message kTokenDimMax{"{op}: token length C*patch_dim^2 must be below 2
 constexpr Message kImageSize{"{op}: H and W must be >= {min}, got shape {shape}", false};
 constexpr Message kResizeSize{"{op}: size must be two output lengths >= {min}, got {value}", false};
 constexpr Message kResizeScale{"{op}: scale must be two output/input length ratios in [{min}, {max}], got {value}", false};
-constexpr Message kBlurLength{"{op}: length range ({low}, {high}) must end at most at size - 1 = {max}, so that every trajectory fits its kernel", false};
+constexpr Message kBlurLength{"{op}: length range ({low}, {high}) must end at most at {max}, the longest path a {size}x{size} kernel holds around its anchor", false};
 constexpr Message kKernelCount{"{op}: kernels must hold one kernel per image: got {count} for a batch of {batch}", false};
 constexpr Message kKernelFit{"{op}: kernels of shape {shape} do not fit images of shape {image_shape}: each kernel side must be between 1 and the image's side", false};
 constexpr Message kKernelSum{"{op}: kernel {index} sums to {total}, not 1 (tolerance {tolerance})", false};

@@ -15,6 +15,7 @@ from .errors import ConfigError, IPTError
 from .families import FAMILY_NAMES, load_model
 from .files import OutputLock
 from .inference import MODES, PRECISIONS, Restorer
+from .model.checkpoint import CheckpointError
 from .model.config import IPTConfig
 from .preemption import exit_status
 from .train.config import PRESETS, TrainConfig, flags
@@ -100,7 +101,13 @@ def finetuning_start(init, task, recipe_model, num_heads: int | None, seed: int)
     the body (ipt.model.transfer). note: one line saying what was adapted, or None."""
     from .model.transfer import finetuning_config, finetuning_model  # IPT's own: loaded for IPT runs only
 
-    pretrained = load_model(init, task, family="ipt", require_task=False, num_heads=num_heads)
+    try:  # the tasks the file holds: all of them, or a single-task official file's, by its name or tail scale
+        pretrained = load_model(init, family="ipt", num_heads=num_heads)
+    except CheckpointError as unnamed:
+        try:  # a renamed single-task file of a scale-1 task: its one head is taken as `task`'s
+            pretrained = load_model(init, task, family="ipt", num_heads=num_heads)
+        except CheckpointError:
+            raise unnamed from None
     config, note = finetuning_config(pretrained.config, recipe_model)
     torch.manual_seed(seed)  # what is new starts the same in every run of this seed
     model, notes = finetuning_model(pretrained, task, config)

@@ -146,15 +146,13 @@ def describe_family(name: str) -> str:
     return {"ipt": "IPT", "mprnet": "MPRNet"}.get(name, name)
 
 
-def load_model(path, task=None, *, family: str | None = None, map_location="cpu", require_task: bool = True,
-               **options) -> torch.nn.Module:
+def load_model(path, task=None, *, family: str | None = None, map_location="cpu", **options) -> torch.nn.Module:
     """Any model file of any family: ours (which records its family) or an official release file (IPT_*.pt;
     MPRNet's model_*.pth, PaddleGAN's MPR_*.pdparams), loaded strictly.
 
     family: the family the caller expects ("ipt", "mprnet"); a file of another one is a CheckpointError
     saying which it holds. task: the task the model will restore (a single-task official file's task;
-    checked against the model unless require_task is False: fine-tuning adds a task the file lacks).
-    options: family-specific (IPT: num_heads)."""
+    checked against the model). options: family-specific (IPT: num_heads)."""
     path = Path(path)
     wanted = None if family is None else get_family(family)
     task = None if task is None else get_task(task)
@@ -179,6 +177,6 @@ def load_model(path, task=None, *, family: str | None = None, map_location="cpu"
         model = found.from_payload(content, str(path), **options)
     else:
         model = found.load_official(path, content, task, **options)
-    if task is not None and require_task:
+    if task is not None:
         found.check_task(model, task, str(path))
     return model

@@ -15,7 +15,7 @@ from images import photo_batch
 
 SHAKE = dict(centripetal=(0.0, 0.7), big_shake=(0.0, 0.2), gaussian_shake=(0.0, 10.0), angle=(-180.0, 180.0))
 # Short trajectories with many jerks, of an even size: exercises the impulsive turns and even centring.
-JERKY = BlurConfig(size=12, steps=300, length=(4.0, 11.0), exposure=(0.0, 1.0), anxiety=(0.5, 1.0),
+JERKY = BlurConfig(size=12, steps=300, length=(4.0, 10.0), exposure=(0.0, 1.0), anxiety=(0.5, 1.0),
                    **{**SHAKE, "big_shake": (0.5, 1.0)})
 CONFIGS = {"light": LIGHT_BLUR, "heavy": HEAVY_BLUR, "jerky": JERKY}
 IDS = torch.tensor([0, 5, 123456789012, 2**62])
@@ -53,7 +53,7 @@ def test_kernels_are_centred_psfs(kernels, name):
     psfs = ipt.ops.motion_blur_kernels(64, None, 11, config).double()
     assert (psfs >= 0).all()
     torch.testing.assert_close(psfs.sum(dim=(1, 2)), torch.ones(64, dtype=torch.float64), rtol=0, atol=1e-6)
-    centre = (config.size - 1) / 2
+    centre = config.size // 2  # the anchor blur uses
     for psf in psfs:
         rows, cols = psf.sum(1).nonzero().flatten(), psf.sum(0).nonzero().flatten()
         # the path's bounding box is centred; its splat adds at most one pixel on the far side
@@ -114,11 +114,11 @@ def test_parameters_stay_in_their_ranges(kernels):
 
 
 def test_config_checks():
-    with pytest.raises(ValueError, match=r"^BlurConfig: length range \(3, 20\) must end at most at size - 1 = 14"):
+    with pytest.raises(ValueError, match=r"^BlurConfig: length range \(3, 20\) must end at most at 14, the longest path a 15x15 kernel "):
         ipt.ops.motion_blur_kernels(2, None, 0, BlurConfig(**{**LIGHT_BLUR.__dict__, "length": (3.0, 20.0)}))
     with pytest.raises(ValueError, match=r"^unknown blur preset 'medium'"):
         ipt.ops.add_motion_blur(torch.zeros(1, 3, 16, 16), 0, blur="medium")
-    with pytest.raises(ValueError, match=r"^motion_blur_kernels: length range \(12, 30\) must end at most at size - 1 = 14"):
+    with pytest.raises(ValueError, match=r"^motion_blur_kernels: length range \(12, 30\) must end at most at 14, the longest"):
         ipt.ops.motion_blur_kernels(2, 15, 0, "heavy")
 
 
@@ -142,7 +142,7 @@ def test_blur_equals_reference(kernels, device, size, dtype):
 def test_blur_equals_scipy(kernels, size):
     """scipy.ndimage.convolve is the independent definition: same anchor, same mirrored border."""
     x = photo_batch("astronaut", crop=(64, 70)).double()[:, :2].repeat(2, 1, 1, 1)
-    weights = ipt.ops.motion_blur_kernels(2, size, 4, _line(min(size - 1, 20.0), 30.0, size)).double()
+    weights = ipt.ops.motion_blur_kernels(2, size, 4, _line(min(2 * ((size - 1) // 2), 20.0), 30.0, size)).double()
     out = ipt.ops.blur(x, weights)
     np.testing.assert_allclose(out.numpy(), _scipy_blur(x, weights), rtol=0, atol=1e-10)
 
@@ -170,6 +170,9 @@ def test_a_centred_point_is_the_identity(kernels):
     point = torch.zeros(1, 5, 5)
     point[0, 2, 2] = 1.0
     assert torch.equal(ipt.ops.blur(x, point), x.float())
+    for size in (12, 15):  # a still camera's kernel sits on blur's anchor, even sizes too: nothing moves
+        still = ipt.ops.motion_blur_kernels(1, size, 0, _line(0.0, 0.0, size))
+        assert still[0, size // 2, size // 2] == 1.0 and torch.equal(ipt.ops.blur(x, still), x.float())
     shift = torch.zeros(1, 3, 3)
     shift[0, 1, 2] = 1.0  # convolution: out(y, x) = in(y, x - 1), the image moves right, its first column mirrored
     assert torch.equal(ipt.ops.blur(x, shift)[..., 1:], x[..., :-1].float())

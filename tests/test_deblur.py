@@ -18,6 +18,7 @@ from ipt.data.images import read_image, write_image
 from ipt.errors import ConfigError
 from ipt.model import IPT, IPTConfig, get_config, load_model
 from ipt.model.transfer import finetuning_config, finetuning_model
+from ipt.cli import finetuning_start
 from ipt.ops import add_motion_blur
 from ipt.tasks import TASK_NAMES, get_task
 
@@ -160,6 +161,21 @@ def test_finetuning_in_another_geometry_takes_the_body_and_resizes_the_token_tab
     with pytest.raises(ConfigError, match="token length 36 cannot start from this checkpoint's transformer body"):
         finetuning_model(pretrained, "deblur", IPTConfig(n_feats=1, patch_size=96, patch_dim=6, num_heads=2,
                                                          num_layers=1))
+
+
+def test_a_new_task_from_a_single_task_official_file_gets_new_parts(kernels, tmp_path):
+    """An official file's name (or SR tail) says its task: fine-tuning deblur from IPT_denoise30.pt takes its
+    body and makes deblur's head, tail and task embedding, and says so -- it does not relabel noise30's."""
+    for name, task in (("IPT_denoise30.pt", "noise30"), ("IPT_sr2.pt", "sr2")):
+        source = IPT([task], get_config("tiny"))
+        torch.save(source.state_dict(), tmp_path / name)
+        model, note = finetuning_start(tmp_path / name, "deblur", None, 2, 0)
+        assert model.task_names == ["deblur"]
+        assert note == f"{tmp_path / name}: new head, tail and task embedding for deblur (the checkpoint has {task})"
+        state = model.state_dict()
+        body = {k: v for k, v in source.state_dict().items() if k.startswith("body.") and "query_embed" not in k}
+        assert body and all(torch.equal(state[k], v) for k, v in body.items())
+        assert not torch.equal(state["head.0.0.weight"], source.state_dict()["head.0.0.weight"])
 
 
 def test_the_appendix_a_preset_keeps_the_paper_body():

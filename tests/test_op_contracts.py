@@ -192,11 +192,15 @@ CASES = [
     ("shake-pair", "motion_blur_kernels", lambda: (_ids(1), 15, 1, STEPS, *_shake(angle=[0.0, 1.0, 2.0])), ValueError,
      "motion_blur_kernels: angle must be a (low, high) pair, got [0, 1, 2]"),
     ("shake-length-fit", "motion_blur_kernels", lambda: (_ids(1), 15, 1, STEPS, *_shake(length=[3.0, 20.0])),
-     ValueError, "motion_blur_kernels: length range (3, 20) must end at most at size - 1 = 14, so that every "
-                 "trajectory fits its kernel"),
+     ValueError, "motion_blur_kernels: length range (3, 20) must end at most at 14, the longest path a 15x15 "
+                 "kernel holds around its anchor"),
     ("shake-length-fit-size1", "motion_blur_kernels", lambda: (_ids(1), 1, 1, STEPS, *_shake(length=[0.0, 0.5])),
-     ValueError, "motion_blur_kernels: length range (0, 0.5) must end at most at size - 1 = 0, so that every "
-                 "trajectory fits its kernel"),
+     ValueError, "motion_blur_kernels: length range (0, 0.5) must end at most at 0, the longest path a 1x1 kernel "
+                 "holds around its anchor"),
+    # an even size's anchor size // 2 is off-centre: one pixel less on one side
+    ("shake-length-fit-even", "motion_blur_kernels", lambda: (_ids(1), 16, 1, STEPS, *_shake(length=[3.0, 14.5])),
+     ValueError, "motion_blur_kernels: length range (3, 14.5) must end at most at 14, the longest path a 16x16 "
+                 "kernel holds around its anchor"),
     # blur
     ("blur-3d", "blur", lambda: (_img(3, 8, 8), _img(3, 3, 3)), ValueError,
      "blur: x must be 4-D (B, C, H, W), got shape [3, 8, 8]"),

@@ -6,13 +6,17 @@
 // gives a rare impulsive jerk (word 0 decides, word 1 turns it) and a 2-D Gaussian shake (words 2, 3);
 // anxiety scales the shake and the centripetal pull back to the start; the velocity is renormalised to
 // the step length. The shutter sees the first 1 + floor(exposure * (steps - 1)) positions. They are
-// centred by their bounding box (whose sides are at most `length`, so a length of at most size - 1
-// always fits), rounded to 1/kSplatOne pixel and splatted bilinearly with integer weights, so the kernel
-// is exact integer arithmetic and the same on every device; it is then divided by its known total.
+// centred by their bounding box on the kernel's anchor size / 2 (the box's sides are at most `length`, so a
+// length of at most 2 * ((size - 1) / 2) always fits), rounded to 1/kSplatOne pixel and splatted bilinearly
+// with integer weights; the kernel is then divided by its known total. The splat is exact integer
+// arithmetic; the path before it is double arithmetic whose libm calls (cos, sin, log) may differ by an ulp
+// between the CPU and the GPU, which the rounding to 1/256 pixel absorbs unless a position falls within
+// about 1e-13 px of a rounding boundary (roughly one kernel in ten million).
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "macros.h"
 #include "philox.h"
@@ -93,9 +97,10 @@ IPT_HOST_DEVICE void walk_shake_path(const BlurSample& s, int64_t steps, uint64_
 }
 
 // Splats a path position into the (size, size) integer kernel `acc`; (mid_x, mid_y) is the centre of
-// the path's bounding box, which lands on the kernel's centre.
+// the path's bounding box, which lands on the kernel's anchor (size / 2, as blur anchors kernels: an image
+// blurred by a still camera is not moved, whatever the size's parity).
 IPT_HOST_DEVICE void splat_position(int64_t* acc, int64_t size, double x, double y, double mid_x, double mid_y) {
-  const double centre = static_cast<double>(size - 1) / 2.0;
+  const double centre = static_cast<double>(size / 2);
   const int64_t last = kSplatOne * (size - 1);
   const double fx_pos = floor((x - mid_x + centre) * static_cast<double>(kSplatOne) + 0.5);
   const double fy_pos = floor((y - mid_y + centre) * static_cast<double>(kSplatOne) + 0.5);
@@ -131,6 +136,12 @@ IPT_HOST_DEVICE int64_t shake_kernel(int64_t* acc, int64_t size, const BlurSampl
 IPT_HOST_DEVICE float normalise_kernel(int64_t acc, int64_t total) {
   return static_cast<float>(static_cast<double>(acc) / static_cast<double>(total));
 }
+
+// The type blur sums in: float64 for float64 images, float32 for the others (uint8, float32, float16,
+// bfloat16: their outputs are float32 or narrower, and float32 doubles the vector width). The reference sums
+// in the same type, in the same order.
+template <typename In>
+using BlurAcc = std::conditional_t<std::is_same_v<In, double>, double, float>;
 
 // Source index of a mirrored border with the edge repeated (... 1 0 | 0 1 ... n-1 | n-1 n-2 ...), for
 // i in [-n, 2n): a kernel is never larger than the image, so one reflection is enough.

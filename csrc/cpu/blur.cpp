@@ -1,8 +1,9 @@
 // CPU kernels of motion_blur_kernels and blur (the recipe is in common/blur.h).
 //
 // motion_blur_kernels: one sample per task, its integer kernel built in the output's own memory.
-// blur: one image plane per task. The plane is copied once into a float64 buffer grown by the mirrored
-// border, so the inner loop is a plain multiply-add over a contiguous row (vectorised, no index math);
+// blur: one image plane per task. The plane is copied once into a buffer of the sum's type (BlurAcc) grown by
+// the mirrored
+// border, so the inner loop is a plain multiply-add over contiguous pixels (no index math), 16 sums at a time;
 // only the kernel's non-zero taps are visited -- a camera-shake PSF is a thin curve, a few percent of its
 // square -- in row-major order, which keeps each pixel's sum in the reference's order.
 #include <ATen/Dispatch.h>
@@ -41,53 +42,70 @@ at::Tensor motion_blur_kernels_cpu(const at::Tensor& sample_ids, int64_t size, i
   return out;
 }
 
+template <typename Acc>
 struct Tap {
   int64_t offset;  // of the tap's source pixel from the output pixel's, in the padded plane
-  double weight;
+  Acc weight;
 };
 
 // The non-zero taps of one kernel, in row-major order: tap (i, j) reads padded row y + kh - 1 - i and
 // column x + kw - 1 - j for output pixel (y, x).
-std::vector<Tap> nonzero_taps(const double* kernel, int64_t kh, int64_t kw, int64_t padded_w) {
-  std::vector<Tap> taps;
+template <typename Acc>
+std::vector<Tap<Acc>> nonzero_taps(const Acc* kernel, int64_t kh, int64_t kw, int64_t padded_w) {
+  std::vector<Tap<Acc>> taps;
   for (int64_t i = 0; i < kh; ++i) {
     for (int64_t j = 0; j < kw; ++j) {
-      const double w = kernel[i * kw + j];
-      if (w != 0.0) taps.push_back({(kh - 1 - i) * padded_w + (kw - 1 - j), w});
+      const Acc w = kernel[i * kw + j];
+      if (w != Acc{0}) taps.push_back({(kh - 1 - i) * padded_w + (kw - 1 - j), w});
     }
   }
   return taps;
 }
 
-template <typename In, typename Out>
-void blur_planes(const In* src, const double* kernels, Out* dst, int64_t batch, int64_t channels, int64_t height,
+// Output pixels summed at once per pass over the taps: their sums stay in registers instead of being loaded
+// and stored once per tap.
+constexpr int64_t kPixelsPerPass = 16;
+
+// Adds the taps to `count` consecutive outputs of one row (count <= kPixelsPerPass; a constant count lets the
+// compiler unroll and keep the sums in registers). Each sum takes the taps in order: the reference's order.
+template <typename Acc, typename Out, int64_t kCount>
+inline void sum_taps(const std::vector<Tap<Acc>>& taps, const Acc* origin, Out* out, int64_t count = kCount) {
+  Acc acc[kPixelsPerPass] = {};
+  for (const Tap<Acc>& tap : taps) {
+    const Acc* p = origin + tap.offset;
+    const Acc w = tap.weight;
+    for (int64_t k = 0; k < (kCount > 0 ? kCount : count); ++k) acc[k] += w * p[k];
+  }
+  for (int64_t k = 0; k < (kCount > 0 ? kCount : count); ++k) out[k] = static_cast<Out>(acc[k]);
+}
+
+template <typename In, typename Out, typename Acc = BlurAcc<In>>
+void blur_planes(const In* src, const Acc* kernels, Out* dst, int64_t batch, int64_t channels, int64_t height,
                  int64_t width, int64_t kh, int64_t kw) {
   // Output (y, x) reads source (y + kh/2 - i, x + kw/2 - j): rows from y - (kh - 1 - kh/2) to y + kh/2.
   const int64_t top = kh - 1 - kh / 2, left = kw - 1 - kw / 2;
   const int64_t padded_h = height + kh - 1, padded_w = width + kw - 1, plane = height * width;
   at::parallel_for(0, batch * channels, 1, [&](int64_t begin, int64_t end) {
-    std::vector<double> padded(padded_h * padded_w), row(width);
-    std::vector<int64_t> column(padded_w);
-    for (int64_t x = 0; x < padded_w; ++x) column[x] = mirror(x - left, width);
+    std::vector<Acc> padded(padded_h * padded_w);
     for (int64_t bc = begin; bc < end; ++bc) {
       const int64_t b = bc / channels;
       const In* s = src + bc * plane;
       for (int64_t y = 0; y < padded_h; ++y) {
         const In* srow = s + mirror(y - top, height) * width;
-        double* prow = padded.data() + y * padded_w;
-        for (int64_t x = 0; x < padded_w; ++x) prow[x] = static_cast<double>(srow[column[x]]);
+        Acc* prow = padded.data() + y * padded_w;
+        for (int64_t x = 0; x < left; ++x) prow[x] = static_cast<Acc>(srow[mirror(x - left, width)]);
+        for (int64_t x = 0; x < width; ++x) prow[left + x] = static_cast<Acc>(srow[x]);  // contiguous: vectorised
+        for (int64_t x = left + width; x < padded_w; ++x) prow[x] = static_cast<Acc>(srow[mirror(x - left, width)]);
       }
-      const std::vector<Tap> taps = nonzero_taps(kernels + b * kh * kw, kh, kw, padded_w);
+      const std::vector<Tap<Acc>> taps = nonzero_taps(kernels + b * kh * kw, kh, kw, padded_w);
       Out* d = dst + bc * plane;
       for (int64_t y = 0; y < height; ++y) {
-        std::fill(row.begin(), row.end(), 0.0);
-        const double* origin = padded.data() + y * padded_w;
-        for (const Tap& tap : taps) {
-          const double* p = origin + tap.offset;
-          const double w = tap.weight;
-          for (int64_t x = 0; x < width; ++x) row[x] += w * p[x];
+        const Acc* origin = padded.data() + y * padded_w;
+        int64_t x = 0;
+        for (; x + kPixelsPerPass <= width; x += kPixelsPerPass) {
+          sum_taps<Acc, Out, kPixelsPerPass>(taps, origin + x, d + y * width + x);
         }
-        for (int64_t x = 0; x < width; ++x) d[y * width + x] = static_cast<Out>(row[x]);
+        if (x < width) sum_taps<Acc, Out, 0>(taps, origin + x, d + y * width + x, width - x);
       }
     }
   });
@@ -98,10 +116,11 @@ at::Tensor blur_cpu(const at::Tensor& x_in, const at::Tensor& kernels_in) {
   at::Tensor out = at::empty(x_in.sizes(), x_in.options().dtype(degraded_dtype(x_in)));
   if (out.numel() == 0) return out;
   const at::Tensor x = x_in.contiguous();
-  const at::Tensor kernels = kernels_in.to(at::kDouble).contiguous();  // exact for every float dtype
   AT_DISPATCH_FLOATING_TYPES_AND3(at::kBFloat16, at::kHalf, at::kByte, x.scalar_type(), "blur_cpu", [&] {
     using Out = std::conditional_t<std::is_same_v<scalar_t, uint8_t>, float, scalar_t>;
-    blur_planes<scalar_t, Out>(x.const_data_ptr<scalar_t>(), kernels.const_data_ptr<double>(),
+    using Acc = BlurAcc<scalar_t>;
+    const at::Tensor kernels = kernels_in.to(c10::CppTypeToScalarType<Acc>::value).contiguous();
+    blur_planes<scalar_t, Out>(x.const_data_ptr<scalar_t>(), kernels.const_data_ptr<Acc>(),
                                out.mutable_data_ptr<Out>(), x.size(0), x.size(1), x.size(2), x.size(3),
                                kernels.size(1), kernels.size(2));
   });

@@ -3,7 +3,8 @@
 // motion_blur_kernels: a thread per sample walks its path twice (bounding box, then splat) into an int64
 // scratch kernel and normalises it; a path is sequential by nature, and a batch of a few hundred short
 // paths is microseconds of work. blur: a thread per output pixel sums the non-zero taps of its sample's
-// kernel in row-major order in float64, the order the CPU kernel and the reference use (no fma
+// kernel in row-major order in BlurAcc (float32; float64 for float64 images), as the CPU kernel and the
+// reference do (no fma
 // contraction: --fmad=false), so the three agree bit for bit.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
@@ -35,21 +36,21 @@ __global__ void motion_blur_kernels_kernel(const int64_t* __restrict__ ids, int6
   }
 }
 
-template <typename In, typename Out>
-__global__ void blur_kernel(const In* __restrict__ x, const double* __restrict__ kernels, Out* __restrict__ out,
+template <typename In, typename Out, typename Acc = BlurAcc<In>>
+__global__ void blur_kernel(const In* __restrict__ x, const Acc* __restrict__ kernels, Out* __restrict__ out,
                             int64_t total, int64_t channels, int64_t height, int64_t width, int64_t kh, int64_t kw) {
   const int64_t plane = height * width;
   for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < total;
        idx += int64_t{blockDim.x} * gridDim.x) {
     const int64_t b = idx / plane / channels, y = idx % plane / width, xo = idx % width;
     const In* src = x + (idx - idx % plane);  // this image plane
-    const double* k = kernels + b * kh * kw;
-    double acc = 0.0;
+    const Acc* k = kernels + b * kh * kw;
+    Acc acc = 0;
     for (int64_t i = 0; i < kh; ++i) {
       const In* row = src + mirror(y + kh / 2 - i, height) * width;
       for (int64_t j = 0; j < kw; ++j) {
-        const double w = k[i * kw + j];
-        if (w != 0.0) acc += w * static_cast<double>(row[mirror(xo + kw / 2 - j, width)]);
+        const Acc w = k[i * kw + j];
+        if (w != Acc{0}) acc += w * static_cast<Acc>(row[mirror(xo + kw / 2 - j, width)]);
       }
     }
     out[idx] = static_cast<Out>(acc);
@@ -79,13 +80,14 @@ at::Tensor blur_cuda(const at::Tensor& x_in, const at::Tensor& kernels_in) {
   at::Tensor out = at::empty(x_in.sizes(), x_in.options().dtype(degraded_dtype(x_in)));
   if (out.numel() == 0) return out;
   const at::Tensor x = x_in.contiguous();
-  const at::Tensor kernels = kernels_in.to(at::kDouble).contiguous();  // exact for every float dtype
   const int64_t total = x.numel();
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND3(at::kBFloat16, at::kHalf, at::kByte, x.scalar_type(), "blur_cuda", [&] {
     using Out = std::conditional_t<std::is_same_v<scalar_t, uint8_t>, float, scalar_t>;
+    using Acc = BlurAcc<scalar_t>;
+    const at::Tensor kernels = kernels_in.to(c10::CppTypeToScalarType<Acc>::value).contiguous();
     blur_kernel<scalar_t, Out><<<cuda::blocks_for(total), cuda::kThreadsPerBlock, 0, stream>>>(
-        x.const_data_ptr<scalar_t>(), kernels.const_data_ptr<double>(), out.mutable_data_ptr<Out>(), total,
+        x.const_data_ptr<scalar_t>(), kernels.const_data_ptr<Acc>(), out.mutable_data_ptr<Out>(), total,
         x.size(1), x.size(2), x.size(3), kernels.size(1), kernels.size(2));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });

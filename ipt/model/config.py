@@ -26,7 +26,8 @@ def _is_number(value) -> bool:
 class IPTConfig:
     n_feats: int = 64  # channels of the heads' and tails' feature maps
     # Side of the model's input (and of the feature map the body sees): images of another size are cut
-    # into tiles of this side (ipt.inference), training crops are patch_size * scale (Task.hr_crop_for).
+    # into tiles of this side (ipt.inference); training crops are patch_size * scale, plus a deblurring crop's
+    # margin (Task.hr_crop_for).
     patch_size: int = 48
     patch_dim: int = 3  # side of a token's patch cut from that map: tokens of n_feats * patch_dim^2 values
     num_heads: int = 12  # attention heads; no weight shape depends on it, so official files cannot tell it

@@ -66,7 +66,8 @@ def motion_blur_kernels(sample_ids, size: int | None, seed: int, blur="light", *
     """Camera-shake blur kernels (B, size, size), float32, each non-negative and summing to 1.
 
     sample_ids: (B,) int64 tensor (its device is the output's), or an int B for ids 0 .. B-1 on `device`.
-    size: the kernel side (None: the BlurConfig's); the config's longest path must be at most size - 1.
+    size: the kernel side (None: the BlurConfig's); the config's longest path must fit it: at most size - 1
+    (size - 2 for an even size, whose anchor size // 2 is off-centre).
     blur: "light", "heavy" or a BlurConfig. A sample's kernel depends only on (seed, sample id, size, blur).
     """
     if isinstance(sample_ids, int) and not isinstance(sample_ids, bool):
@@ -96,8 +97,8 @@ def blur(x: torch.Tensor, kernels: torch.Tensor, *, check_sum: bool = False, tol
     (kH // 2, kW // 2), as scipy.ndimage.convolve has it.
 
     x: (B, C, H, W) uint8 or float, any C; kernels: (B, kH, kW) float, each side at most the image's.
-    uint8 gives float32, float keeps its dtype; sums run in float64 over the non-zero taps, in the same
-    order on every device, so the CPU and CUDA kernels agree bit for bit.
+    uint8 gives float32, float keeps its dtype; sums run over the non-zero taps in float32 (float64 for
+    float64 images), in the same order on every device, so the CPU and CUDA kernels agree bit for bit.
     check_sum=True first refuses kernels whose sum is not 1 within `tolerance` (one host sync).
     """
     if check_sum:

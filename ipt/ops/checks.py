@@ -316,10 +316,15 @@ def check_blur_steps(op: str, steps) -> None:
         fail("int_max", op=op, name="steps", max=c.BLUR_STEPS_MAX, value=steps)
 
 
+def longest_blur_path(size: int) -> int:
+    """The longest path a kernel of `size` holds, centred on its anchor size // 2: a path of length L spans at
+    most L pixels per axis, L / 2 on each side of its centre."""
+    return 2 * ((size - 1) // 2)
+
+
 def check_blur_length(op: str, size, length_range) -> None:
-    """The longest trajectory must fit the kernel: a path of length L spans at most L pixels per axis."""
-    if length_range[1] > size - 1:
-        fail("blur_length", op=op, low=length_range[0], high=length_range[1], max=size - 1)
+    if length_range[1] > longest_blur_path(size):
+        fail("blur_length", op=op, low=length_range[0], high=length_range[1], max=longest_blur_path(size), size=size)
 
 
 def check_motion_blur_kernels(sample_ids, size, seed, steps, *ranges) -> None:

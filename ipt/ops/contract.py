@@ -59,9 +59,10 @@ assert list(RAIN_PARAMS)[-1] == RAIN_BLEND_PARAM, "the blend parameter must be t
 # Motion blur (camera shake, the Boracchi-Foi trajectory model): each parameter is a (low, high) range
 # that every sample draws its value from, bound_low <= low <= high <= bound_high, in the ops' argument
 # order. A trajectory is `steps` positions of a path `length` pixels long; the PSF splats the first
-# `exposure` fraction of them, so a length of at most size - 1 always fits the kernel (checked per call).
+# `exposure` fraction of them around the kernel's anchor (size // 2, where blur puts it), so a length of at most
+# 2 * ((size - 1) // 2) -- size - 1, or size - 2 for an even size -- always fits (checked per call).
 BLUR_PARAMS = {
-    "length": (0.0, 4096.0, "path length in pixels (DeblurGAN's max_len); at most the kernel size - 1"),
+    "length": (0.0, 4096.0, "path length in pixels (DeblurGAN's max_len); at most the kernel size - 1 (- 2 if even)"),
     "exposure": (0.0, 1.0, "fraction of the path the shutter is open for (0: a single point)"),
     "anxiety": (0.0, 1.0, "how much the hand shakes (DeblurGAN's expl); 0 gives a straight line"),
     "centripetal": (0.0, 10.0, "pull back towards the starting point"),
@@ -154,8 +155,8 @@ MESSAGES = {
     "resize_size": "{op}: size must be two output lengths >= {min}, got {value}",
     "resize_scale": "{op}: scale must be two output/input length ratios in [{min}, {max}], got {value}",
     # motion blur
-    "blur_length": ("{op}: length range ({low}, {high}) must end at most at size - 1 = {max}, so that every "
-                    "trajectory fits its kernel"),
+    "blur_length": ("{op}: length range ({low}, {high}) must end at most at {max}, the longest path a {size}x{size} "
+                    "kernel holds around its anchor"),
     "kernel_count": "{op}: kernels must hold one kernel per image: got {count} for a batch of {batch}",
     "kernel_fit": ("{op}: kernels of shape {shape} do not fit images of shape {image_shape}: each kernel side must "
                    "be between 1 and the image's side"),

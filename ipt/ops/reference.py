@@ -321,11 +321,11 @@ def shake_trajectory(p: dict, seed: int, sample_id: int, steps: int) -> list[tup
 
 
 def splat_positions(path, size: int) -> torch.Tensor:
-    """Integer (size, size) splat of a path centred by its bounding box: each position, rounded to 1/256
-    pixel, spreads SPLAT_ONE^2 over its four neighbours bilinearly."""
+    """Integer (size, size) splat of a path whose bounding box is centred on the anchor size // 2: each
+    position, rounded to 1/256 pixel, spreads SPLAT_ONE^2 over its four neighbours bilinearly."""
     xs, ys = [q[0] for q in path], [q[1] for q in path]
     mid_x, mid_y = (min(xs) + max(xs)) / 2.0, (min(ys) + max(ys)) / 2.0
-    centre, last = (size - 1) / 2.0, SPLAT_ONE * (size - 1)
+    centre, last = float(size // 2), SPLAT_ONE * (size - 1)
     acc = [0] * (size * size)
     for x, y in path:
         qx = min(max(math.floor((x - mid_x + centre) * SPLAT_ONE + 0.5), 0), last)
@@ -352,16 +352,18 @@ def motion_blur_kernels(sample_ids, size, seed, steps, *ranges) -> torch.Tensor:
 
 def blur(x, kernels) -> torch.Tensor:
     """out[b, c, y, x] = sum over taps (i, j) of kernels[b, i, j] * x[b, c, y + kH // 2 - i, x + kW // 2 - j],
-    indices mirrored with the edge repeated; taps in row-major order, zero taps skipped, float64 sums."""
+    indices mirrored with the edge repeated; taps in row-major order, zero taps skipped. The sums run in float32
+    (float64 for float64 images: csrc/common/blur.h BlurAcc), the kernels rounded to that type first."""
     checks.check_blur(x, kernels)
     out = torch.empty(x.shape, dtype=degraded_dtype(x))
     height, width = x.shape[2], x.shape[3]
-    src, weights = x.cpu().to(torch.float64), kernels.cpu().to(torch.float64)
+    work = torch.float64 if x.dtype == torch.float64 else torch.float32
+    src, weights = x.cpu().to(work), kernels.cpu().to(work)
     kh, kw = weights.shape[1], weights.shape[2]
     rows = mirror_index(torch.arange(height)[:, None] + kh // 2 - torch.arange(kh)[None, :], height)  # (H, kh)
     cols = mirror_index(torch.arange(width)[:, None] + kw // 2 - torch.arange(kw)[None, :], width)  # (W, kw)
     for b in range(x.shape[0]):
-        acc = torch.zeros(src.shape[1:], dtype=torch.float64)
+        acc = torch.zeros(src.shape[1:], dtype=work)
         for i in range(kh):
             shifted_rows = src[b][:, rows[:, i]]
             for j in range(kw):

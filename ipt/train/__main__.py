@@ -105,7 +105,9 @@ def main(argv=None) -> dict:
             crop = family.train_crop(family.get_config(config.model), config)
             layout, data = load_task_data(source, task, crop)
             validate, val_note = None, "no validation (give --val)"
-            if args.val is not None or task.synthetic:
+            # Without --val, a run on clean images validates on the held-out samples degraded the same way; a run on
+            # real pairs has nothing like them to validate on (GoPro's blur is not the synthetic one).
+            if args.val is not None or (task.synthetic and layout == "clean"):
                 val = Path(args.val) if args.val else sample_images_dir(split="validation")
                 val_files = check_held_out(data, val, task.scale, args.allow_val_overlap)
                 validate = make_validator(task, val, out, resume=args.resume)

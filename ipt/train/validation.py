@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..data.holdout import shared_images, training_files, validation_files
 from ..errors import ConfigError
-from ..evaluate import describe_gain, evaluate_model, format_table, summary
+from ..evaluate import checked_pairs, describe_gain, evaluate_model, format_table, summary
 from ..files import atomic_write
 
 
@@ -17,6 +17,7 @@ def make_validator(task, data, out: Path, seed: int = 0, resume: bool = False):
     """validate(model, epoch, step): PSNR/SSIM of the task on `data` beside its baseline, per image and on
     average: printed, the means of every validation so far in validation.csv, every image's row in
     validation.json (both rewritten whole each time; a resumed run continues the history)."""
+    checked_pairs(task, data)  # mismatched pairs, images smaller than a blur kernel: found now, not after an epoch
     csv_path, json_path = out / "validation.csv", out / "validation.json"
     history = json.loads(json_path.read_text()) if resume and json_path.is_file() else []
 
