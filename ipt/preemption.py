@@ -13,6 +13,7 @@ KillWait, 30 s by default; torchrun's 30 s): a checkpoint of the paper's model t
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -68,9 +69,28 @@ def ignore_stop_signals(worker_id: int | None = None) -> None:
     SIGTERM or a terminal's Ctrl-C goes to every process of the job, and a worker that died of it would
     break the main process's last step and checkpoint. Workers end when the main process ends their
     loader, when it is gone (torch's workers watch their parent), or at its exit (end_leftover_workers,
-    which the main process registers: register_worker_cleanup)."""
+    which the main process registers: register_worker_cleanup). Workers started under
+    stop_signals_blocked() get here with the signals still blocked, so one sent while they started is
+    pending, and ignoring it discards it."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+@contextlib.contextmanager
+def stop_signals_blocked():
+    """Holds SIGTERM and SIGINT back from the calling thread while worker processes are started in it (they
+    inherit the mask): torch's worker start-up installs a SIGTERM handler that ends the worker long before
+    our worker_init_fn can ignore the signal, so a scheduler's SIGTERM to the process group arriving then
+    would kill a worker. The main process receives what arrived meanwhile when the block ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def end_leftover_workers() -> None:

@@ -150,6 +150,40 @@ def test_a_stop_signal_writes_a_checkpoint_and_the_resumed_run_is_exact(kernels,
     assert logged_steps(tmp_path / "stopped") == list(range(1, 121))
 
 
+def _worker_that_starts_slowly(ready):
+    """A worker as torch starts one: its own handler ends it on SIGTERM (as torch's worker start-up installs),
+    then, a moment later, the worker_init_fn ignores the stop signals."""
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(1))
+    ready.set()
+    time.sleep(0.5)  # the SIGTERM arrives here, before the init function
+    from ipt.preemption import ignore_stop_signals
+
+    ignore_stop_signals()
+    time.sleep(0.2)  # a signal left pending would be delivered by now
+    os._exit(0)
+
+
+@pytest.mark.parametrize("blocked", [True, False], ids=["started-with-stop-signals-blocked", "unprotected"])
+def test_a_sigterm_while_workers_start_does_not_kill_them(blocked):
+    """A scheduler's SIGTERM to the process group can land while a new epoch's DataLoader workers start, after
+    torch has installed its worker SIGTERM handler and before our worker_init_fn ignores the signal. Started
+    under stop_signals_blocked(), a worker holds it pending until it ignores it; unprotected, it dies."""
+    import contextlib
+    import multiprocessing
+
+    from ipt.preemption import stop_signals_blocked
+
+    context = multiprocessing.get_context("fork")  # what DataLoader workers use on Linux
+    ready = context.Event()
+    with stop_signals_blocked() if blocked else contextlib.nullcontext():
+        worker = context.Process(target=_worker_that_starts_slowly, args=(ready,))
+        worker.start()
+    assert ready.wait(10)
+    os.kill(worker.pid, signal.SIGTERM)
+    worker.join(10)
+    assert worker.exitcode == (0 if blocked else 1)
+
+
 def test_sigterm_during_a_checkpoint_write_keeps_every_checkpoint_whole(kernels, samples, tmp_path, monkeypatch):
     real_write = state_module.atomic_write
     signalled = []

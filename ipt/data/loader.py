@@ -20,7 +20,7 @@ from .datasets import ImagePairs, TrainingImages
 from .images import UnreadableImageError, read_image
 from .plan import EpochPlan, distributed_shard
 from .scan import ImageRecord
-from ..preemption import ignore_stop_signals, register_worker_cleanup
+from ..preemption import ignore_stop_signals, register_worker_cleanup, stop_signals_blocked
 
 
 def decode_usable(record: ImageRecord, data: bytes | None = None) -> np.ndarray | None:
@@ -147,7 +147,9 @@ class TorchLoader(PlannedLoader):
             pin_memory=self.device.type == "cuda", prefetch_factor=4 if self.workers else None,
             worker_init_fn=ignore_stop_signals,  # a scheduler's SIGTERM to the group is the trainer's to handle
         )
-        for item in loader:
+        with stop_signals_blocked():  # the workers start here
+            items = iter(loader)
+        for item in items:
             dropped = item["hr"] is None
             if item["skipped"] or dropped:
                 self._unusable(epoch, item["index"], item["skipped"], dropped)
