@@ -23,8 +23,8 @@ from typing import Callable
 import torch
 
 from .errors import ConfigError
-from .ops.blur import resolve_blur
 from .ops import BlurConfig, RainConfig, add_gaussian_noise, add_motion_blur, add_rain, bicubic_downsample
+from .ops.blur import resolve_blur
 
 
 def _as_float(x: torch.Tensor) -> torch.Tensor:

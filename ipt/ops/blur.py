@@ -23,19 +23,22 @@ import torch
 from . import checks, reference
 from ._dispatch import use_kernel
 from .contract import BLUR_PARAMS
-from .noise import default_sample_ids
+from .noise import default_sample_ids, id_vector
+
+
+# A BlurConfig's fields: these integers, then one (low, high) range per parameter of ipt/ops/contract.py
+# BLUR_PARAMS (which gives each its meaning and allowed bounds).
+_SCALARS = (("size", int), ("steps", int))
 
 
 def _ranges(self) -> tuple[list[float], ...]:
     """The ranges as the op takes them, in contract.BLUR_PARAMS order."""
-    return tuple([float(lo), float(hi)] for lo, hi in astuple(self)[2:])
+    return tuple([float(lo), float(hi)] for lo, hi in astuple(self)[len(_SCALARS):])
 
 
-# The kernel side and trajectory steps, then one (low, high) range per parameter of ipt/ops/contract.py
-# BLUR_PARAMS (which gives each its meaning and allowed bounds).
 BlurConfig = make_dataclass(
     "BlurConfig",
-    [("size", int), ("steps", int), *((name, tuple[float, float]) for name in BLUR_PARAMS)],
+    [*_SCALARS, *((name, tuple[float, float]) for name in BLUR_PARAMS)],
     frozen=True,
     namespace={"ranges": _ranges, "__module__": __name__},
 )
@@ -47,9 +50,9 @@ BlurConfig.__doc__ = (
 
 # Light blur: paths up to 13 px long, whose kernels span 7 px on average (9 px or more for one in ten);
 # heavy: paths up to 30 px long that shake more, spanning 12 px on average (17 px or more for one in ten).
-# (Measured over 400 samples; a shaking path curls, so it spans less than its length.) The shake ranges are SPEC section 7's
-# (centripetal ~ 0.7 U, prob_big_shake ~ 0.2 U, gaussian_shake ~ 10 U, anxiety 0.001-0.01); the
-# lengths, exposures and kernel sizes are ours.
+# (Measured over 400 samples; a shaking path curls, so it spans less than its length.) The shake ranges
+# are SPEC section 7's (centripetal ~ 0.7 U, prob_big_shake ~ 0.2 U, gaussian_shake ~ 10 U, anxiety
+# 0.001-0.01); the lengths, exposures and kernel sizes are ours.
 _SHAKE = dict(centripetal=(0.0, 0.7), big_shake=(0.0, 0.2), gaussian_shake=(0.0, 10.0), angle=(0.0, 360.0))
 LIGHT_BLUR = BlurConfig(size=15, steps=1000, length=(3.0, 13.0), exposure=(0.5, 1.0), anxiety=(0.001, 0.004),
                         **_SHAKE)
@@ -70,8 +73,7 @@ def motion_blur_kernels(sample_ids, size: int | None, seed: int, blur="light", *
     (size - 2 for an even size, whose anchor size // 2 is off-centre).
     blur: "light", "heavy" or a BlurConfig. A sample's kernel depends only on (seed, sample id, size, blur).
     """
-    if isinstance(sample_ids, int) and not isinstance(sample_ids, bool):
-        sample_ids = torch.arange(sample_ids, device=device)
+    sample_ids = id_vector(sample_ids, device)
     config = resolve_blur(blur)
     size = config.size if size is None else size
     args = (size, seed, config.steps, *config.ranges())

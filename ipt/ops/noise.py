@@ -8,6 +8,14 @@ from . import checks, reference
 from ._dispatch import use_kernel
 
 
+def id_vector(sample_ids, device=None):
+    """The sample ids of an op that makes one output per id: an int B means ids 0 .. B-1 on `device`;
+    anything else is passed on as it is (the op checks it)."""
+    if isinstance(sample_ids, int) and not isinstance(sample_ids, bool):
+        return torch.arange(sample_ids, device=device)
+    return sample_ids
+
+
 def default_sample_ids(x: torch.Tensor, sample_ids) -> torch.Tensor:
     if sample_ids is None:
         return torch.arange(x.shape[0], device=x.device)

@@ -15,7 +15,7 @@ import torch
 from . import checks, reference
 from ._dispatch import use_kernel
 from .contract import RAIN_LAYER_PARAMS, RAIN_PARAMS
-from .noise import default_sample_ids
+from .noise import default_sample_ids, id_vector
 
 
 def _ranges(self, with_alpha: bool = True) -> tuple[list[float], ...]:
@@ -56,8 +56,7 @@ def rain_streaks(sample_ids, height: int, width: int, seed: int, rain="light", *
     sample_ids: (B,) int64 tensor (its device is the output's), or an int B for ids 0 .. B-1 on
     `device`. The layer of a sample depends only on (seed, sample id, height, width, rain).
     """
-    if isinstance(sample_ids, int) and not isinstance(sample_ids, bool):
-        sample_ids = torch.arange(sample_ids, device=device)
+    sample_ids = id_vector(sample_ids, device)
     config = resolve_rain(rain)
     ranges = config.ranges(with_alpha=False)
     if isinstance(sample_ids, torch.Tensor) and use_kernel("rain_streaks", sample_ids.device):
