@@ -42,6 +42,7 @@ class Measurement:
     items: int | None = None  # images (or samples) per call, for throughput
     speedup_targets: dict = field(default_factory=dict)  # baseline role -> minimum speedup
     bandwidth_targets: dict = field(default_factory=dict)  # baseline role -> minimum bandwidth fraction
+    extra: dict = field(default_factory=dict)  # figures measured beside the time (memory, say), saved with it
 
     @property
     def gb_per_s(self):
@@ -53,6 +54,7 @@ class Measurement:
 
 
 MEASUREMENTS: list[Measurement] = []
+FIGURES: dict[str, dict] = {}  # figures that are not timings (resident memory, say), by case; saved with the results
 
 
 def pytest_addoption(parser):
@@ -67,12 +69,13 @@ def _sync(device):
 
 @pytest.fixture
 def measure(benchmark):
-    """measure(fn, group=..., role=..., device=..., bytes_moved=..., items=..., speedup_targets=..., rounds=...)"""
+    """measure(fn, group=..., role=..., device=..., bytes_moved=..., items=..., speedup_targets=..., rounds=...,
+    extra=...); extra: other figures of the case (a dict), shown and saved with its time."""
 
     def run(fn, *, group, role, device="cpu", bytes_moved=None, items=None, speedup_targets=None,
-            bandwidth_targets=None, rounds=None):
+            bandwidth_targets=None, rounds=None, extra=None):
         benchmark.group = group
-        benchmark.extra_info.update(role=role, device=str(device))
+        benchmark.extra_info.update(role=role, device=str(device), **(extra or {}))
 
         def call():
             fn()
@@ -85,7 +88,7 @@ def measure(benchmark):
         if benchmark.stats is None:  # --benchmark-disable: ran once, nothing measured
             return
         m = Measurement(group, role, benchmark.stats.stats.median, bytes_moved, items,
-                        speedup_targets or {}, bandwidth_targets or {})
+                        speedup_targets or {}, bandwidth_targets or {}, extra or {})
         if m.gb_per_s is not None:
             benchmark.extra_info["GB_per_s"] = round(m.gb_per_s, 3)
         if m.items_per_s is not None:
@@ -93,6 +96,12 @@ def measure(benchmark):
         MEASUREMENTS.append(m)
 
     return run
+
+
+@pytest.fixture
+def figures() -> dict[str, dict]:
+    """figures[case] = {...}: figures of a case that are not timings, kept in the saved results."""
+    return FIGURES
 
 
 def comparisons():
@@ -159,7 +168,7 @@ def pytest_terminal_summary(terminalreporter, config):
         if missed:
             verdict = "reported only (--report-only)" if config.getoption("--report-only") else "the run fails"
             terminalreporter.write_line(f"{len(missed)} speed target(s) missed: {verdict}", red=True)
-    if config.getoption("--save-results") and MEASUREMENTS:
+    if config.getoption("--save-results") and (MEASUREMENTS or FIGURES):
         RESULTS_DIR.mkdir(exist_ok=True)
         kind = "cuda-" + re.sub(r"\W+", "-", torch.cuda.get_device_name(0)).strip("-").lower() if torch.cuda.is_available() else "cpu"
         stamp = _dt.datetime.now(_dt.timezone.utc)
@@ -173,6 +182,7 @@ def pytest_terminal_summary(terminalreporter, config):
                 {**asdict(m), "GB_per_s": m.gb_per_s, "items_per_s": m.items_per_s} for m in MEASUREMENTS
             ],
             "comparisons": rows,
+            "figures": FIGURES,
         }
         path.write_text(json.dumps(payload, indent=2))
         terminalreporter.write_line(f"results written to {path}")

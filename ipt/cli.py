@@ -129,7 +129,10 @@ def add_training_arguments(parser: argparse.ArgumentParser, default_out: str) ->
     and one option per TrainConfig field declared with flag() (ipt.train.config). Unset options are None
     and keep the config's values (training_config)."""
     parser.add_argument("--out", default=default_out, help="checkpoints, logs and the final model (default %(default)s)")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, type=_resume_setting, metavar="auto",
+                        help="continue from the last checkpoint in --out (an error if it holds none); --resume auto: "
+                             "continue when --out holds a checkpoint, else start a new run -- one command line for "
+                             "the first start and every restart (torchrun --max-restarts, a requeued job)")
     parser.add_argument("--allow-config-changes", action="store_true",
                         help="with --resume: apply changed learning settings (lr, schedule, optimizer, loss) instead "
                              "of refusing them")
@@ -147,6 +150,34 @@ def add_training_arguments(parser: argparse.ArgumentParser, default_out: str) ->
             continue
         parser.add_argument(option, dest=name, type=kind, choices=spec.choices, metavar=spec.metavar, default=None,
                             help=spec.help + _default_text(name))
+
+
+RESUME_AUTO = "auto"
+
+
+def _resume_setting(text: str) -> str:
+    """The one value --resume takes (argparse: anything else is a usage error)."""
+    if text != RESUME_AUTO:
+        raise argparse.ArgumentTypeError(f"{text!r}: give --resume alone (continue the run in --out), or --resume "
+                                         f"{RESUME_AUTO} (continue it if --out holds a checkpoint, else start anew)")
+    return text
+
+
+def should_resume(args, dist) -> bool:
+    """Whether this run continues the one in --out: --resume, yes (check_fresh_output and the Trainer
+    refuse an --out without checkpoints); no --resume, no (they refuse one with checkpoints); --resume
+    auto, yes when --out holds a checkpoint. For auto, rank 0 (which owns the output folder) looks and
+    every rank takes its answer (dist: ipt.train.distributed.Distributed; a collective, so every rank
+    calls this at the same point, inside the start-up stage), so that no rank resumes while another
+    starts afresh (which checkpoint: rank 0's choice too, ipt.train.Trainer)."""
+    if args.resume != RESUME_AUTO:
+        return bool(args.resume)
+    found = checkpoints(Path(args.out)) if dist.is_main else []
+    resume = bool(dist.most(torch.tensor([len(found)], dtype=torch.int64, device=dist.device)).item())
+    if dist.is_main:
+        print(f"--resume auto: continuing the run in {args.out} from its checkpoints (the newest: {found[-1].name})"
+              if resume else f"--resume auto: no checkpoint in {args.out}: starting a new run", flush=True)
+    return resume
 
 
 def _value_type(hint) -> type:
@@ -171,14 +202,24 @@ def training_config(args, base: TrainConfig) -> TrainConfig:
     return base.updated(**{name: getattr(args, name) for name, _ in flags()})
 
 
-def resumed_config(args) -> TrainConfig | None:
-    """With --resume and no --config: the run's own settings (its last checkpoint's) with the options
-    given on this command line applied -- so that a plain `--resume` continues the run as it was started,
-    whatever options started it. None otherwise (or when --out holds no checkpoint)."""
-    if not args.resume or args.config is not None:
+def resumed_config(args, resume: bool) -> TrainConfig | None:
+    """When resuming (resume: should_resume's answer) with no --config: the run's own settings (its last
+    checkpoint's) with the options given on this command line applied -- so that a plain `--resume`
+    continues the run as it was started, whatever options started it. None otherwise (or when --out holds
+    no checkpoint)."""
+    if not resume or args.config is not None:
         return None
     saved = saved_config(Path(args.out))
     return None if saved is None else training_config(args, TrainConfig.from_saved(saved))
+
+
+def task_data_once_per_node(dist, source, task, crop: int):
+    """load_task_data(source, task, crop) -> (layout, data), scanned once per node of the job and checked
+    to be the same data on every node (dist: ipt.train.distributed.Distributed.once_per_node)."""
+    from .data import load_task_data
+
+    return dist.once_per_node("scan", lambda: load_task_data(source, task, crop),
+                              fingerprint=lambda found: found[1].fingerprint())
 
 
 def check_fresh_output(out, resume: bool, main: bool = True) -> None:

@@ -1,4 +1,4 @@
-"""python -m ipt.finetune --task sr2 --init CKPT --data DIR [--val DIR] [--config ...] [--out DIR]
+"""python -m ipt.finetune --task sr2 --init CKPT --data DIR [--val DIR] [--config ...] [--out DIR] [--resume [auto]]
 
 Fine-tunes a pretrained IPT on one task: keeps that task's head, tail and task-embedding row (the
 others are dropped; a task the checkpoint lacks, such as deblur, gets new ones), in the input geometry of
@@ -8,7 +8,9 @@ or on clean images degraded on the fly, and reports PSNR/SSIM on --val after eve
 task's baseline (bicubic for SR, the degraded input otherwise) and the gain over it. Defaults: training
 on the built-in sample photographs' "train" split, validating on their held-out "validation" split; a
 validation image that is also a training image is an error unless --allow-val-overlap. The result,
-OUT/model.safetensors, loads in ipt.restore and ipt.evaluate.
+OUT/model.safetensors, loads in ipt.restore and ipt.evaluate. --resume continues the run in --out from its
+last checkpoint; --resume auto continues it if there is one and starts a new run otherwise (one command line
+for the first start and every restart: torchrun --max-restarts N, a requeued job).
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ import argparse
 from pathlib import Path
 
 from .cli import (add_num_heads_argument, add_training_arguments, check_fresh_output, finetuning_start, resumed_config,
-                  run_main, training_config)
-from .data import load_task_data
+                  run_main, should_resume, task_data_once_per_node, training_config)
 from .errors import ConfigError
 from .data.samples import sample_images_dir
 from .model import IPTConfig
@@ -57,19 +58,21 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     try:
         with dist.stage("start-up"):
-            check_fresh_output(args.out, args.resume, main=dist.is_main)
-            resumed = resumed_config(args)  # with --resume and no --config: the run's own settings
+            resume = should_resume(args, dist)  # --resume auto: rank 0 looks for checkpoints, every rank follows
+            check_fresh_output(args.out, resume, main=dist.is_main)
+            resumed = resumed_config(args, resume)  # resuming with no --config: the run's own settings
             recipe = named or resumed
             model, adapted = finetuning_start(args.init, task, recipe.model if recipe else None, args.num_heads,
                                               early.seed)
             base = named or load_config("ipt-finetune" if model.config == IPTConfig() else "small-finetune")
             config = resumed or training_config(args, base.updated(model=model.config.to_dict(), tasks=(task.name,)))
             source = Path(args.data) if args.data else sample_images_dir(split="train")
-            layout, data = load_task_data(source, task, crop=model.config.patch_size)
+            layout, data = task_data_once_per_node(dist, source, task, crop=model.config.patch_size)
             val = Path(args.val) if args.val else sample_images_dir(split="validation")
-            val_files = check_held_out(data, val, task.scale, args.allow_val_overlap)
-            trainer = Trainer(config, data, out, model=model, resume=args.resume, device=args.device,
-                              validate=make_validator(task, val, out, resume=args.resume),
+            # Rank 0's check (a stat per training image) stands for all: an error there ends the start-up of every rank.
+            val_files = check_held_out(data, val, task.scale, args.allow_val_overlap) if dist.is_main else []
+            trainer = Trainer(config, data, out, model=model, resume=resume, device=args.device,
+                              validate=make_validator(task, val, out, resume=resume),
                               progress=False if args.no_progress else None,
                               allow_config_changes=args.allow_config_changes)
         if trainer.dist.is_main:

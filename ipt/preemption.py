@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def signal_name(signum: int) -> str:
@@ -75,6 +78,30 @@ def ignore_stop_signals(worker_id: int | None = None) -> None:
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def die_with_parent(parent: int) -> None:
+    """For worker processes: the kernel SIGKILLs this process the moment its parent ends -- strictly, the
+    thread of `parent` (its pid) that started it, here the trainer's main thread, which iterates the
+    loader (Linux; elsewhere nothing). torch's DataLoader workers notice a dead parent only at their next
+    check, every 5 s, and meanwhile hold its sockets open -- a killed rank's process-group connections
+    among them, which delays the restart of an elastic job."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        done = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # no prctl: torch's own check still ends the worker
+        return
+    if done == 0 and os.getppid() != parent:  # the parent ended before the request took effect
+        os._exit(1)
+
+
+def start_worker(worker_id: int | None = None, parent: int | None = None) -> None:
+    """A DataLoader's worker_init_fn (with functools.partial(start_worker, parent=os.getpid())):
+    ignore_stop_signals, then die_with_parent(parent) when the parent's pid is given."""
+    ignore_stop_signals(worker_id)
+    if parent is not None:
+        die_with_parent(parent)
 
 
 @contextlib.contextmanager

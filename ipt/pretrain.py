@@ -1,5 +1,5 @@
 """python -m ipt.pretrain [--dali] [--data DIR] [--config small|ipt|FILE] [--tasks T,...] [--steps N] [--out DIR]
-                         [--resume]
+                         [--resume [auto]]
 
 Pretrains IPT on clean images: every step draws one task (SR x2/x3/x4, deraining, denoising 30/50),
 degrades a batch of random crops with it on the training device, and minimises L1 + 0.1 * contrastive.
@@ -7,13 +7,21 @@ With no arguments: the built-in sample photographs and the "small" config, minut
 On many GPUs: torchrun --nproc-per-node 8 -m ipt.pretrain --dali --config ipt --data /imagenet/train
 --tasks sr2,sr3,sr4,rain,noise30,noise50,deblur adds deblurring as a seventh task: the model's heads, tails
 and task-embedding rows follow the list, so the official six keep their indices 0-5 and their layout.
+--resume continues the run in --out from its last checkpoint; --resume auto continues it if there is one and
+starts a new run otherwise, so that one command line serves the first start and every restart. Elastic, on
+two 8-GPU nodes that torchrun restarts (from the last checkpoint) after a worker fails (the variable: torch's
+shared rendezvous store would hand restarted workers their predecessors' addresses, pytorch/pytorch#135712):
+TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --nnodes 2 --nproc-per-node 8 --max-restarts 3 --rdzv-backend c10d \\
+    --rdzv-endpoint HOST:29400 --rdzv-id RUN -m ipt.pretrain --dali --config ipt --data /imagenet/train \\
+    --out runs/ipt --resume auto
 """
 
 from __future__ import annotations
 
 import argparse
 
-from .cli import add_training_arguments, check_fresh_output, print_done, resumed_config, run_main, training_config
+from .cli import (add_training_arguments, check_fresh_output, print_done, resumed_config, run_main, should_resume,
+                  training_config)
 from .data import load_training_images
 from .errors import ConfigError
 from .model import get_config
@@ -50,13 +58,15 @@ def main(argv=None) -> dict:
     dist = join(config, args.device)
     try:
         with dist.stage("start-up"):
-            check_fresh_output(args.out, args.resume, main=dist.is_main)
-            config = with_tasks(args, resumed_config(args)) or config  # a resumed run refuses other tasks
+            resume = should_resume(args, dist)  # --resume auto: rank 0 looks for checkpoints, every rank follows
+            check_fresh_output(args.out, resume, main=dist.is_main)
+            config = with_tasks(args, resumed_config(args, resume)) or config  # a resumed run refuses other tasks
             # Every image must hold the largest clean crop of the tasks, for this model's input size.
             patch_size = get_config(config.model).patch_size
             largest_crop = max(get_task(t).hr_crop_for(patch_size) for t in config.tasks)
-            data = load_training_images(args.data, min_size=largest_crop)
-            trainer = Trainer(config, data, args.out, resume=args.resume, device=args.device,
+            data = dist.once_per_node("scan", lambda: load_training_images(args.data, min_size=largest_crop),
+                                      fingerprint=lambda data: data.fingerprint())  # each node scans once
+            trainer = Trainer(config, data, args.out, resume=resume, device=args.device,
                               progress=False if args.no_progress else None,
                               allow_config_changes=args.allow_config_changes)
         if trainer.dist.is_main:

@@ -128,14 +128,14 @@ class PlanSource:
         fed = Fed(spec, [], [], [], [])
         for sample in spec.samples:
             files = self._files(sample)
-            if any(f.path in self.skip for f in files):
+            if any(f.name in self.skip for f in files):
                 continue
             encoded = []
             for file in files:
                 try:
-                    encoded.append((file, np.fromfile(file.path, dtype=np.uint8)))
-                except OSError:  # deleted or made unreadable since the scan
-                    fed.unread.append(file.path)
+                    encoded.append((file, np.frombuffer(file.read_bytes(), dtype=np.uint8)))
+                except OSError:  # deleted, made unreadable or cut short since the scan
+                    fed.unread.append(file.name)
                     break
             else:
                 fed.samples.append(sample)
@@ -211,7 +211,7 @@ class DaliLoader(PlannedLoader):
             for files in fed.encoded:
                 for record, data in files:
                     if decode_usable(record, data.tobytes()) is None:
-                        bad.add(record.path)
+                        bad.add(record.name)
         return bad
 
     def _report(self, epoch: int, fed: Fed) -> None:
@@ -261,7 +261,7 @@ class DaliLoader(PlannedLoader):
         """After DALI failed on a batch in flight: the files to skip from now on, with a counted warning."""
         bad = self._culprits(in_flight)
         if not bad:  # not the data's fault that we can see: a bug, with DALI's error as its cause
-            files = sorted({r.path for fed in in_flight for files in fed.encoded for r, _ in files})
+            files = sorted({r.name for fed in in_flight for files in fed.encoded for r, _ in files})
             raise RuntimeError(f"DALI failed in batch {k} of epoch {epoch} or the next, yet Pillow decodes every "
                                f"file it was given, at the size the scan found ({len(files)}, e.g. {files[:3]})") from error
         self.bad_files |= bad

@@ -10,7 +10,6 @@ hosts the job's store, as under Slurm or mpirun.
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -18,73 +17,30 @@ from pathlib import Path
 
 import pytest
 
+from torchrun_jobs import free_port, job_env, torchrun, two_agents, wait_all
+
 FAULTS = str(Path(__file__).with_name("distributed_faults.py"))
 PROMPT_S = 60  # "ends within a minute"
 PRETRAIN = ["--config", "tiny", "--steps", "6", "--batch-size", "4", "--workers", "1", "--no-progress",
             "--out", "run"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env(tmp_path) -> dict:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "IPT_CACHE": str(tmp_path / "shared-home-cache")}
-
-
-def _wait(processes, timeout):
-    """(seconds until every process ended, their exit codes, their output); a job still running after
-    `timeout` is the hang this file is about: it is killed and the test fails."""
-    started = time.monotonic()
-    outputs, codes = [], []
-    for p in processes:
-        try:
-            out, _ = p.communicate(timeout=max(1.0, timeout - (time.monotonic() - started)))
-        except subprocess.TimeoutExpired:
-            for q in processes:
-                q.kill()
-            pytest.fail(f"the job was still running after {timeout} s: " + "".join(q.communicate()[0][-2000:] for q in processes))
-        outputs.append(out)
-        codes.append(p.returncode)
-    return time.monotonic() - started, codes, "\n".join(outputs)
-
-
-def _listening(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"the first torchrun agent never listened on port {port}")
-
-
 def two_nodes(tmp_path, fault, *args, timeout=PROMPT_S):
     """The first agent hosts the rendezvous; the second node's rank fails. (Were it the rendezvous host,
     its agent's exit would make torchrun stop the other node: the case that hung is this one.)"""
-    port = _free_port()
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-               "--max-restarts", "0", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
-               "--rdzv-id", f"{fault}-{port}", FAULTS, fault, *args]
-    nodes = []
-    for faulty in ("0", "1"):
-        nodes.append(subprocess.Popen(command, cwd=tmp_path, env={**_env(tmp_path), "IPT_TEST_FAULTY": faulty},
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-        if faulty == "0":
-            _listening(port)
-    seconds, codes, outputs = _wait(nodes, timeout)
-    return seconds, codes, outputs
+    port = free_port()
+    command = torchrun("--nnodes", "2", "--nproc-per-node", "1", "--max-restarts", "0", "--rdzv-backend", "c10d",
+                       "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", f"{fault}-{port}", FAULTS, fault, *args)
+    envs = [{**job_env(tmp_path), "IPT_TEST_FAULTY": faulty} for faulty in ("0", "1")]
+    return wait_all(two_agents(command, port, tmp_path, envs), timeout)
 
 
 def by_hand(tmp_path, fault, faulty_rank, *args, timeout=PROMPT_S):
-    env = {**_env(tmp_path), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    env = {**job_env(tmp_path), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
     ranks = [subprocess.Popen([sys.executable, FAULTS, fault, *args], cwd=tmp_path,
                               env={**env, "RANK": str(r), "LOCAL_RANK": str(r), "IPT_TEST_FAULTY": str(int(r == faulty_rank))},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(2)]
-    return _wait(ranks, timeout)
+    return wait_all(ranks, timeout)
 
 
 def _faulty_rank(output: str, healthy_line: str) -> int:

@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .folders import DataLayoutError, check_pair_size, find_pairs, find_training_images
+from .records import ImageRecord, ImageTable
 from .samples import sample_images_dir
-from .scan import ImageRecord, scan_images
+from .scan import release_free_memory, scan_images, scan_shards
+from .tars import expand_shard_pattern, is_shard_pattern
 
 
 @dataclass(frozen=True)
 class TrainingImages:
-    """Clean images; every crop is taken from one image."""
+    """Clean images (files or members of tar shards); every crop is taken from one image. The records are
+    kept as an ImageTable (a sequence of ImageRecords given is turned into one)."""
 
-    records: tuple[ImageRecord, ...]
+    records: ImageTable
     source: str
 
+    def __post_init__(self):
+        if not isinstance(self.records, ImageTable):
+            object.__setattr__(self, "records", ImageTable(self.records))
+
     @property
-    def sizes(self) -> tuple[tuple[int, int], ...]:
-        return tuple((r.height, r.width) for r in self.records)
+    def sizes(self) -> np.ndarray:
+        """(N, 2) (height, width) of the images."""
+        return self.records.sizes
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def fingerprint(self) -> str:
+        """"N images, sha256 D": equal for data sets of the same images, in the same order, at the same sizes."""
+        return f"{len(self):,} images, sha256 {self.records.digest()[:16]}"
 
 
 @dataclass(frozen=True)
@@ -50,16 +65,30 @@ class ImagePairs:
     def __len__(self) -> int:
         return len(self.records)
 
+    def fingerprint(self) -> str:
+        """"N pairs, sha256 D": equal for data sets of the same pairs, in the same order, at the same sizes."""
+        digest = hashlib.sha256()
+        for r in self.records:
+            for field in (r.name, r.input.path, r.input.width, r.input.height, r.target.path, r.target.width,
+                          r.target.height):
+                digest.update(f"{field}\0".encode("utf-8", "surrogateescape"))
+        return f"{len(self):,} pairs of scale {self.scale}, sha256 {digest.hexdigest()[:16]}"
+
 
 def load_training_images(source=None, min_size: int = 0, cache="default", full_check: bool = False) -> TrainingImages:
-    """Finds and checks the images of a pretraining set (default: the built-in sample photographs).
-    Unusable files are skipped with one counted warning; no usable image at all is an error."""
-    source = Path(source) if source is not None else sample_images_dir()
-    report = scan_images(find_training_images(source), min_size=min_size, cache=cache, full=full_check)
+    """Finds and checks the images of a pretraining set: a folder (class sub-folders fine), a file list,
+    or tar shards ('train-{0000..1023}.tar': ipt.data.tars); default the built-in sample photographs.
+    Unusable images are skipped with one counted warning; no usable image at all is an error."""
+    if source is not None and is_shard_pattern(source):
+        report = scan_shards(expand_shard_pattern(str(source)), min_size=min_size, cache=cache, full=full_check)
+    else:
+        source = Path(source) if source is not None else sample_images_dir()
+        report = scan_images(find_training_images(source), min_size=min_size, cache=cache, full=full_check)
+    release_free_memory()  # what the scan of a large data set made and dropped
     report.warn(f"images of {source}")
     if not report.records:
         raise DataLayoutError(f"{source}: none of its images is usable ({dict(report.skipped)})")
-    return TrainingImages(tuple(report.records), str(source))
+    return TrainingImages(report.records, str(source))
 
 
 def load_task_data(source, task, crop: int, cache="default") -> tuple[str, TrainingImages | ImagePairs]:
@@ -68,7 +97,7 @@ def load_task_data(source, task, crop: int, cache="default") -> tuple[str, Train
     model input; clean images must hold the task's clean crop (task.hr_crop_for(crop): crop x scale, plus
     a deblurring crop's margin), pairs' inputs one crop. A task that cannot synthesise its inputs (real-pair
     tasks: denoise, derain) needs pairs."""
-    layout, _ = find_pairs(source, scale=task.scale)
+    layout = "clean" if is_shard_pattern(source) else find_pairs(source, scale=task.scale)[0]  # shards: clean images
     if layout == "clean":
         if not task.synthetic:
             raise DataLayoutError(f"{source}: holds clean images only, but task {task.name!r} trains on real pairs "

@@ -1,7 +1,7 @@
 """Keeping validation held out: which validation images are also training images.
 
 An image counts as shared when it is the same file (after resolving links) or a file with the very same
-bytes under another name (a copy). Only files of equal size are read and hashed, so the check costs one
+bytes under another name (a copy), a member of a tar shard included. Only files of equal size are read and hashed, so the check costs one
 stat per training file and nothing more unless sizes match.
 """
 
@@ -13,13 +13,15 @@ from pathlib import Path
 
 from .datasets import ImagePairs, TrainingImages
 from .folders import find_pairs
+from .records import ImageRecord
 
 
-def training_files(data: TrainingImages | ImagePairs) -> list[Path]:
-    """Every file a training set reads: its images, or both sides of its pairs."""
+def training_files(data: TrainingImages | ImagePairs) -> list[Path | ImageRecord]:
+    """Every file a training set reads: its images, or both sides of its pairs. A member of a tar shard
+    is its ImageRecord (it has no path of its own)."""
     if isinstance(data, ImagePairs):
         return [Path(p) for r in data.records for p in (r.input.path, r.target.path)]
-    return [Path(r.path) for r in data.records]
+    return [Path(r.path) if r.member is None else r for r in data.records]
 
 
 def validation_files(folder, scale: int) -> list[Path]:
@@ -28,24 +30,29 @@ def validation_files(folder, scale: int) -> list[Path]:
     return [Path(p) for pair in pairs for p in (pair.input, pair.target) if p is not None]
 
 
-def _digest(path: Path) -> str:
+def _digest(image: Path | ImageRecord) -> str:
+    if isinstance(image, ImageRecord):  # a member of a tar shard
+        return hashlib.sha256(image.read_bytes()).hexdigest()
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(image, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def _size(path: Path) -> int | None:
+def _size(image: Path | ImageRecord) -> int | None:
+    if isinstance(image, ImageRecord):
+        return image.size
     try:
-        return os.stat(path).st_size
+        return os.stat(image).st_size
     except OSError:  # gone since the scan: it cannot be shared
         return None
 
 
-def shared_images(training: list[Path], validation: list[Path]) -> list[tuple[Path, Path]]:
-    """(validation file, training file) for each validation file that is also a training image."""
-    by_path = {p.resolve(): p for p in training}
+def shared_images(training: list[Path | ImageRecord], validation: list[Path]) -> list[tuple[Path, Path | ImageRecord]]:
+    """(validation file, training image) for each validation file that is also a training image (training
+    images: training_files())."""
+    by_path = {p.resolve(): p for p in training if isinstance(p, Path)}
     shared, rest = [], []
     for v in validation:
         t = by_path.get(v.resolve())

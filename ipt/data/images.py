@@ -58,10 +58,10 @@ def _claimed_pixels(error: Exception) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def open_image(path, data: bytes | None = None) -> Image.Image:
+def open_image(path, data=None) -> Image.Image:
     """The image file opened by Pillow: its header read, not yet its pixels (data: the file's bytes, read
-    already). A file that is not an image raises UnreadableImageError; one over max_image_pixels()
-    ImageTooLargeError."""
+    already, or a seekable file object to read instead of the file `path`, which then only names it). A
+    file that is not an image raises UnreadableImageError; one over max_image_pixels() ImageTooLargeError."""
     limit = max_image_pixels()
     pillow = Image.MAX_IMAGE_PIXELS
     if pillow is not None and (limit is None or limit > 2 * pillow):
@@ -69,7 +69,7 @@ def open_image(path, data: bytes | None = None) -> Image.Image:
         # refuse what the user allowed: lifted to ours, so it still refuses beyond twice ours.
         Image.MAX_IMAGE_PIXELS = limit
     try:
-        img = Image.open(path if data is None else io.BytesIO(data))
+        img = Image.open(path if data is None else data if hasattr(data, "read") else io.BytesIO(data))
     except Image.DecompressionBombError as error:
         raise _too_large(path, _claimed_pixels(error), limit) from None
     except (OSError, ValueError, SyntaxError, EOFError) as error:  # UnidentifiedImageError is an OSError

@@ -9,6 +9,8 @@ next batch of the plan. Batches keep their plan index, so resuming at `batch.ind
 from __future__ import annotations
 
 import abc
+import functools
+import os
 import warnings
 from typing import Iterator, Sequence
 
@@ -19,17 +21,17 @@ from .batch import Batch, augment, crop
 from .datasets import ImagePairs, TrainingImages
 from .images import UnreadableImageError, read_image
 from .plan import EpochPlan, distributed_shard
-from .scan import ImageRecord
-from ..preemption import ignore_stop_signals, register_worker_cleanup, stop_signals_blocked
+from .records import ImageRecord
+from ..preemption import register_worker_cleanup, start_worker, stop_signals_blocked
 
 
 def decode_usable(record: ImageRecord, data: bytes | None = None) -> np.ndarray | None:
-    """The pixels of a scanned file (data: its bytes, read already), or None if it can no longer be used:
+    """The pixels of a scanned image (data: its bytes, read already), or None if it can no longer be used:
     gone, damaged, or replaced by an image of another size than the scan found (its crops would not fit).
-    Both loaders judge a file by this."""
+    Both loaders judge an image by this."""
     try:
-        image = read_image(record.path, data)
-    except UnreadableImageError:
+        image = read_image(record.name, record.read_bytes() if data is None else data)
+    except (OSError, UnreadableImageError):  # OSError: the file or its archive is gone, or cut short
         return None
     return image if image.shape[:2] == (record.height, record.width) else None
 
@@ -46,7 +48,7 @@ class PlannedBatches(torch.utils.data.Dataset):
     def _read(self, record, top, left, size, spec, skipped):
         image = decode_usable(record)
         if image is None:
-            skipped.append(record.path)
+            skipped.append(record.name)
             return None
         return augment(crop(image, top, left, size), spec)
 
@@ -57,8 +59,7 @@ class PlannedBatches(torch.utils.data.Dataset):
         for s in spec.samples:
             record = self.data.records[s.item]
             if isinstance(self.data, ImagePairs):
-                paths = (record.input.path, record.target.path)
-                if paths[0] in self.skip or paths[1] in self.skip:
+                if record.input.name in self.skip or record.target.name in self.skip:
                     continue
                 scale = self.data.scale
                 low = self._read(record.input, s.top, s.left, spec.crop, s, skipped)
@@ -68,7 +69,7 @@ class PlannedBatches(torch.utils.data.Dataset):
                 lr.append(low)
                 hr.append(high)
             else:
-                if record.path in self.skip:
+                if record.name in self.skip:
                     continue
                 image = self._read(record, s.top, s.left, spec.crop, s, skipped)
                 if image is None:
@@ -102,7 +103,7 @@ class PlannedLoader(abc.ABC):
         self.workers, self.device = workers, torch.device(device)
         self.repeat, self.last_batch, self.augment, self.task_group = repeat, last_batch, augment, task_group
         self.rank, self.world = rank, world
-        self.bad_files: set[str] = set()  # found unusable while loading; skipped from then on
+        self.bad_files: set[str] = set()  # names (ImageRecord.name) found unusable while loading; skipped from then on
         self.plan(0)  # validates the arguments now, before any training starts
 
     def plan(self, epoch: int) -> EpochPlan:
@@ -145,7 +146,8 @@ class TorchLoader(PlannedLoader):
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=None, shuffle=False, num_workers=self.workers,
             pin_memory=self.device.type == "cuda", prefetch_factor=4 if self.workers else None,
-            worker_init_fn=ignore_stop_signals,  # a scheduler's SIGTERM to the group is the trainer's to handle
+            # A scheduler's SIGTERM to the group is the trainer's to handle; a killed trainer takes its workers along.
+            worker_init_fn=functools.partial(start_worker, parent=os.getpid()),
         )
         with stop_signals_blocked():  # the workers start here
             items = iter(loader)

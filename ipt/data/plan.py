@@ -69,9 +69,9 @@ def slot_uniforms(seed: int, epoch: int, slots: np.ndarray, draws: int) -> np.nd
     return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EpochPlan:
-    sizes: tuple[tuple[int, int], ...]  # (height, width) of each record, in crop units' image
+    sizes: np.ndarray  # (N, 2) (height, width) of each record, in crop units' image (any (N, 2) sequence given)
     crops: tuple[int, ...]  # crop side per task (the image the anchors refer to)
     batch_size: int
     seed: int
@@ -90,9 +90,16 @@ class EpochPlan:
             raise ValueError(f"rank {self.rank} is not in [0, {self.world})")
         if self.batch_size < 1 or self.repeat < 1 or self.task_group < 1 or not self.crops:
             raise ValueError("batch_size, repeat and task_group must be >= 1 and there must be at least one task")
-        if not self.sizes:
+        # One array, not N Python tuples: an ImageNet plan is 1.28M records (ipt.data.records says why).
+        sizes = np.asarray(self.sizes)  # a data set's table of sizes is shared, not copied
+        if sizes.dtype.kind != "i":
+            sizes = sizes.astype(np.int64)  # () or a list of tuples
+        if sizes.size == 0:
             raise ValueError("the data set is empty")
-        small = min(min(s) for s in self.sizes)
+        if sizes.ndim != 2 or sizes.shape[1] != 2:
+            raise ValueError(f"sizes must be (height, width) per image, an (N, 2) array; got shape {sizes.shape}")
+        object.__setattr__(self, "sizes", sizes)
+        small = int(self.sizes.min())
         if small < max(self.crops):
             raise ConfigError(f"an image of {small} px is smaller than the largest crop ({max(self.crops)} px); "
                              "scan the data with min_size set to the crop")
@@ -124,7 +131,7 @@ class EpochPlan:
         specs = []
         for slot, u in zip(slots.tolist(), slot_uniforms(self.seed, self.epoch, slots, 5)):
             item = slot % len(self.sizes)
-            height, width = self.sizes[item]
+            height, width = self.sizes[item].tolist()
             top, left = int(u[0] * (height - crop + 1)), int(u[1] * (width - crop + 1))
             sample_id = self.epoch * self.num_slots + slot
             if self.augment:

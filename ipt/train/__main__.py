@@ -1,5 +1,5 @@
 """python -m ipt.train --model mprnet --task deblur --data GoPro/train [--val GoPro/test] [--init WEIGHTS]
-                      [--config mprnet-deblur|FILE] [--out DIR] [--resume]
+                      [--config mprnet-deblur|FILE] [--out DIR] [--resume [auto]]
 
 Trains one restoration task, for either model family (--model ipt|mprnet), from scratch or from --init
 weights (ours, or the family's official release files: model_deblurring.pth, MPR_Deblurring.pdparams,
@@ -15,10 +15,14 @@ CPU demo mprnet-small on the built-in sample photographs. IPT: ipt-finetune, or 
 samples. After every epoch (or --validate-every steps) the task's PSNR/SSIM on --val is printed beside
 its baseline (the degraded input) and kept in OUT/validation.csv; without --val, the held-out sample
 photographs when the task can be synthesised, else no validation. The result, OUT/model.safetensors,
-loads in ipt.restore and ipt.evaluate with the same --model.
+loads in ipt.restore and ipt.evaluate with the same --model. --resume continues the run in --out from its
+last checkpoint; --resume auto continues it if there is one and starts a new run otherwise (one command line
+for the first start and every restart: torchrun --max-restarts N, a requeued job).
 
     python -m ipt.train --model mprnet --task noise30                       # minutes on a CPU
     torchrun --nproc-per-node 4 -m ipt.train --model mprnet --task deblur --data GoPro/train --val GoPro/test --dali
+    TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --standalone --nproc-per-node 4 --max-restarts 3 \\
+        -m ipt.train --model mprnet --task deblur --data GoPro/train --out runs/deblur --resume auto
 """
 
 from __future__ import annotations
@@ -27,8 +31,7 @@ import argparse
 from pathlib import Path
 
 from ..cli import (add_num_heads_argument, add_training_arguments, check_fresh_output, finetuning_start, print_done,
-                   resumed_config, run_main, training_config)
-from ..data import load_task_data
+                   resumed_config, run_main, should_resume, task_data_once_per_node, training_config)
 from ..data.samples import sample_images_dir
 from ..errors import ConfigError
 from ..families import FAMILY_NAMES, describe_family, get_family, load_model
@@ -95,25 +98,27 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     try:
         with dist.stage("start-up"):
-            check_fresh_output(args.out, args.resume, main=dist.is_main)
-            resumed = resumed_config(args)  # with --resume and no --config: the run's own settings
+            resume = should_resume(args, dist)  # --resume auto: rank 0 looks for checkpoints, every rank follows
+            check_fresh_output(args.out, resume, main=dist.is_main)
+            resumed = resumed_config(args, resume)  # resuming with no --config: the run's own settings
             recipe = named or resumed
             model, adapted = initial_model(args, family, task, recipe.model if recipe else None, early.seed)
             config = resumed or training_config(args, base.updated(
                 tasks=(task.name,), model=model.config.to_dict() if model is not None else base.model))
             source = Path(args.data) if args.data else sample_images_dir(split="train")
             crop = family.train_crop(family.get_config(config.model), config)
-            layout, data = load_task_data(source, task, crop)
+            layout, data = task_data_once_per_node(dist, source, task, crop)
             validate, val_note = None, "no validation (give --val)"
             # Without --val, a run on clean images validates on the held-out samples degraded the same way; a run on
             # real pairs has nothing like them to validate on (GoPro's blur is not the synthetic one).
             if args.val is not None or (task.synthetic and layout == "clean"):
                 val = Path(args.val) if args.val else sample_images_dir(split="validation")
-                val_files = check_held_out(data, val, task.scale, args.allow_val_overlap)
-                validate = make_validator(task, val, out, resume=args.resume)
+                # Rank 0's check (a stat per training image) stands for all: an error there ends every rank's start-up.
+                val_files = check_held_out(data, val, task.scale, args.allow_val_overlap) if dist.is_main else []
+                validate = make_validator(task, val, out, resume=resume)
                 images = len({f.stem for f in val_files})  # the files of a pair folder: inputs and targets
                 val_note = f"validating on {images} images of {val}"
-            trainer = Trainer(config, data, out, model=model, resume=args.resume, device=args.device,
+            trainer = Trainer(config, data, out, model=model, resume=resume, device=args.device,
                               validate=validate, progress=False if args.no_progress else None,
                               allow_config_changes=args.allow_config_changes)
         if trainer.dist.is_main:

@@ -8,16 +8,21 @@ import os
 import socket
 import sys
 import uuid
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Callable, TypeVar
 
 import torch
 import torch.distributed as dist
 
+from ..data.errors import DataLayoutError
 from ..devices import resolve_device
 from .config import TrainConfig
 from .watchdog import PeerFailedError, Watchdog
+
+T = TypeVar("T")
 
 __all__ = ["Distributed", "PeerFailedError", "setup", "join", "teardown", "barrier", "all_ranks_agree"]
 
@@ -31,6 +36,7 @@ class Distributed:
     local_rank: int
     device: torch.device
     watchdog: Watchdog | None = field(default=None, compare=False, repr=False)
+    _nodes: tuple | None = field(default=None, compare=False, repr=False)  # once_per_node's groups, made on first use
 
     @property
     def is_main(self) -> bool:
@@ -54,6 +60,49 @@ class Distributed:
     def critical(self):
         """A block (a checkpoint write) that a failure elsewhere lets finish before this process ends."""
         return self.watchdog.critical() if self.watchdog else nullcontext()
+
+    def once_per_node(self, name: str, compute: Callable[[], T], fingerprint: Callable[[T], str]) -> T:
+        """compute() on one rank of each machine (the lowest), its result sent to the machine's other
+        ranks -- a data set's scan, say, which reads every file: once per node, not once per rank -- and
+        an error on every rank if the machines' results differ, as when a node's local copy of the data
+        set is incomplete. fingerprint(result): a short description that differs when results do ("7
+        images, sha256 ..."), which the error shows per node. A collective: every rank calls it.
+
+        The ranks wait for compute() at a barrier on the store (a first scan of ImageNet outlasts a
+        collective's timeout), then the results travel over gloo, within each machine."""
+        if self.world == 1:
+            return compute()
+        group, leader = self._node_group()
+        result = compute() if self.rank == leader else None
+        self.barrier(name)
+        if group is not None:
+            box = [result]
+            dist.broadcast_object_list(box, src=leader, group=group)
+            result = box[0]
+        seen = [None] * self.world
+        dist.all_gather_object(seen, (_node_name(), fingerprint(result)))
+        if len({found for _, found in seen}) > 1:
+            views = "; ".join(f"{node}: {found}" for node, found in dict(seen).items())
+            raise DataLayoutError(f"the nodes of the job found different data ({views}): every node must see the "
+                                  "same files")
+        return result
+
+    def _node_group(self) -> tuple[object | None, int]:
+        """(the gloo group of this machine's ranks -- None when it is this rank alone --, its lowest rank).
+        Made once, by every rank together, as torch.distributed requires."""
+        if self._nodes is None:
+            names = [None] * self.world
+            dist.all_gather_object(names, _node_name())
+            by_node: dict[str, list[int]] = {}
+            for rank, node in enumerate(names):
+                by_node.setdefault(node, []).append(rank)
+            shared = [ranks for ranks in by_node.values() if len(ranks) > 1]
+            group = None
+            if shared:  # new_subgroups_by_enumeration: every rank makes every group, in one order
+                group, _ = dist.new_subgroups_by_enumeration(shared, backend="gloo")
+            mine = by_node[names[self.rank]]
+            object.__setattr__(self, "_nodes", (group if len(mine) > 1 else None, mine[0]))
+        return self._nodes
 
     def most(self, values: torch.Tensor) -> torch.Tensor:
         """The element-wise maximum of `values` (a small tensor on this rank's device) over every rank: a
@@ -89,6 +138,8 @@ def setup(device: str | None = None, timeout: float = TrainConfig.dist_timeout,
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout))
     rank, world = dist.get_rank(), dist.get_world_size()
+    if rank == 0:
+        _warn_if_restarts_may_hang()
     if world == 1:
         return Distributed(rank, world, local_rank, device)
     watchdog = Watchdog(_store_connector(_run_namespace()), rank, world, heartbeat_timeout,
@@ -98,10 +149,34 @@ def setup(device: str | None = None, timeout: float = TrainConfig.dist_timeout,
     return _current
 
 
+def _warn_if_restarts_may_hang() -> None:
+    """torchrun's agents lend their rendezvous store to the workers by default, and a restarted worker
+    group may then find the previous attempt's process-group keys there and hang connecting to ranks that
+    are gone (pytorch/pytorch#135712; seen with torch 2.13 on gloo). The workers cannot change how their
+    agent was started, so they say what to do, once, when restarts are asked for."""
+    if int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        warnings.warn("torchrun --max-restarts with the rendezvous store shared with the workers: a restart may hang "
+                      "(pytorch/pytorch#135712); start torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 set",
+                      RuntimeWarning, stacklevel=3)
+
+
 def join(config: TrainConfig, device: str | None = None) -> Distributed:
     """setup() with a training config's timeouts."""
     return setup(device, timeout=config.dist_timeout, heartbeat_timeout=config.heartbeat_timeout,
                  wait_timeout=config.wait_timeout)
+
+
+def _node_name() -> str:
+    """Which machine this rank runs on: torchrun's node rank (GROUP_RANK), else the host's name and boot id
+    (ranks started by hand; containers on different machines may share a host name)."""
+    group_rank = os.environ.get("GROUP_RANK")
+    if group_rank is not None:
+        return f"node {group_rank}"
+    try:
+        boot = open("/proc/sys/kernel/random/boot_id").read().strip()[:8]
+    except OSError:
+        boot = ""
+    return f"{socket.gethostname()} {boot}".strip()
 
 
 def _resolve(device) -> torch.device:
@@ -168,8 +243,6 @@ def teardown() -> None:
 
 # Module-level agreement points from before Distributed had them; nothing in the toolkit calls them.
 def _deprecated(old: str, new: str) -> None:
-    import warnings
-
     warnings.warn(f"ipt.train.distributed.{old} is deprecated: use {new}", DeprecationWarning, stacklevel=3)
 
 

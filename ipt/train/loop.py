@@ -126,7 +126,7 @@ class Trainer:
         self.scheduler = LRSchedule(config, self.total_steps, self.steps_per_epoch)
 
     def _resume(self) -> None:
-        checkpoint, path = state.load_latest(self.out, map_location=self.dist.device)
+        checkpoint, path = self._agreed_checkpoint()
         saved = checkpoint["model"]
         held = saved.get("family", DEFAULT_FAMILY)
         if (held != self.model.family or saved["tasks"] != self.model.task_names
@@ -149,6 +149,18 @@ class Trainer:
             self.position.next_batch, self.position.world = 0, self.dist.world
         if self.dist.is_main:
             print(f"resumed from {path} (step {self.position.step}, epoch {self.position.epoch})", flush=True)
+
+    def _agreed_checkpoint(self) -> tuple[dict, Path]:
+        """The newest readable checkpoint as rank 0 sees it, and loaded by every rank: ranks on other
+        machines may see the shared folder late (NFS), and ranks that resumed different steps would go on
+        in different states (DDP keeps only the weights in step)."""
+        if self.dist.world == 1:
+            return state.load_latest(self.out, map_location=self.dist.device)
+        chosen = None
+        if self.dist.is_main:
+            chosen = state.load_latest(self.out, map_location=self.dist.device)
+        step = self.dist.most(torch.tensor([chosen[0]["position"]["step"] if chosen else -1], device=self.dist.device))
+        return chosen or state.load_step(self.out, int(step.item()), map_location=self.dist.device)
 
     def _check_settings(self, saved: dict, path: Path) -> None:
         """A resumed run keeps its settings: those that decide the data may never change, the recipe only

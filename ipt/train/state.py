@@ -125,6 +125,16 @@ def set_aside_newer(out: Path, resumed: Path) -> list[Path]:
     return moved
 
 
+def load_step(out: Path, step: int, map_location="cpu") -> tuple[dict, Path]:
+    """The checkpoint of `step` in `out`, which another rank (rank 0) chose to resume from."""
+    path = out / "checkpoints" / f"step_{step:08d}.pt"
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True), path
+    except Exception as error:
+        raise CheckpointError(f"--resume: rank 0 resumes from {path}, which this rank cannot read ({error}); every "
+                              "node must see the same --out") from None
+
+
 def load_latest(out: Path, map_location="cpu") -> tuple[dict, Path]:
     """The newest readable checkpoint in `out` (a damaged newest one falls back to the one before)."""
     found = checkpoints(out)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from ..data.holdout import shared_images, training_files, validation_files
+from ..data.records import ImageRecord
 from ..errors import ConfigError
 from ..evaluate import checked_pairs, describe_gain, evaluate_model, format_table, summary
 from ..files import atomic_write
@@ -49,7 +50,7 @@ def check_held_out(data, val: Path, scale: int, allow_overlap: bool) -> list[Pat
     files = validation_files(val, scale)
     shared = shared_images(training_files(data), files)
     if shared and not allow_overlap:
-        examples = ", ".join(f"{v} = {t}" for v, t in shared[:3])
+        examples = ", ".join(f"{v} = {t.name if isinstance(t, ImageRecord) else t}" for v, t in shared[:3])
         raise ConfigError(f"{len(shared)} validation image(s) of {val} are also training images ({examples}"
                           f"{', ...' if len(shared) > 3 else ''}): validate on held-out images, or pass "
                           "--allow-val-overlap")
