@@ -288,15 +288,15 @@ def _verdicts(items: list, look_up, check, cache: ScanCache, full: bool, pool: T
     for start in range(0, len(items), CHUNK):
         chunk = items[start : start + CHUNK]
         found = [look_up(item) for item in chunk]
-        todo = []
+        unknown = []  # positions in the chunk of the items the cache cannot vouch for
         for i, (key, stamp, verdict) in enumerate(found):
             if verdict is None:
                 cached = cache.entries.get(key)
                 if cached is not None and cached[:2] == stamp and (cached[2] != "ok" or not full):
                     found[i] = (key, stamp, cached[2:])
                 else:
-                    todo.append(i)
-        for i, verdict in zip(todo, pool.map(check, [chunk[i] for i in todo])):
+                    unknown.append(i)
+        for i, verdict in zip(unknown, pool.map(check, [chunk[i] for i in unknown])):
             found[i] = (found[i][0], found[i][1], verdict)
         yield from found
 
