@@ -3,14 +3,17 @@
 Environment variables:
   IPT_BUILD_CUDA=0|1     force a CPU-only build (0) or require the CUDA kernels (1); unset: automatic.
   CUDA_HOME              CUDA toolkit root; otherwise found from CUDA_PATH, /usr/local/cuda or nvcc.
-  TORCH_CUDA_ARCH_LIST   GPU architectures; otherwise chosen from the nvcc version (see _default_arch_list).
+  TORCH_CUDA_ARCH_LIST   GPU architectures; otherwise chosen from the nvcc version (ipt/cuda_support.py).
   MAX_JOBS               parallel compile jobs (ninja).
 
 Install with `pip install --no-build-isolation .` into an environment that already has torch: with
-build isolation pip builds against the newest torch release instead of the one you run.
+build isolation pip builds against the newest torch release instead of the one you run. The DALI
+requirement follows that torch too: nvidia-dali-cuda120 beside a CUDA 12 torch (V100s), else
+nvidia-dali-cuda130.
 """
 
 import glob
+import importlib.util
 import json
 import os
 import re
@@ -21,6 +24,17 @@ import sys
 from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load_cuda_support():
+    """ipt/cuda_support.py, by its path: ipt itself cannot be imported before it is built."""
+    spec = importlib.util.spec_from_file_location("_ipt_cuda_support", os.path.join(ROOT, "ipt", "cuda_support.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cuda_support = _load_cuda_support()
 
 
 def _is_cuda_root(path):
@@ -70,16 +84,6 @@ def _nvcc_version(cuda_home):
     return int(match.group(1)), int(match.group(2))
 
 
-def _default_arch_list(nvcc_major):
-    # CUDA 13 dropped sm_70 (V100); V100 users need a CUDA 12 toolkit and torch. +PTX on the newest
-    # target lets future GPUs JIT-compile the kernels.
-    if nvcc_major >= 13:
-        return "7.5;8.0;8.6;9.0;10.0;12.0+PTX"
-    if nvcc_major == 12:
-        return "7.0;7.5;8.0;8.6;9.0+PTX"
-    return "7.0;7.5;8.0;8.6+PTX"
-
-
 def _decide_cuda():
     """(with_cuda, reason): whether to compile the CUDA kernels, and why."""
     wanted = _build_cuda_setting()
@@ -113,7 +117,7 @@ def _extension():
     if with_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         nvcc_major, nvcc_minor = _nvcc_version(CUDA_HOME)
-        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", _default_arch_list(nvcc_major))
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", cuda_support.default_arch_list(nvcc_major))
         # --fmad=false: no silent a*b+c -> fma contraction, so the shared host/device math in
         # csrc/common gives the CPU kernels' numbers on the GPU too.
         compile_args["nvcc"] = ["-O3", "-lineinfo", "--fmad=false", *defines]
@@ -145,10 +149,22 @@ class BuildWithFacts(BuildExtension):
 
 EXTENSION, BUILD_FACTS = _extension()
 
+# pyproject.toml declares the dependencies dynamic for this one: DALI's wheel per CUDA major.
+REQUIREMENTS = [
+    "torch>=2.4",
+    "numpy>=1.24",
+    "scikit-image>=0.22",  # the built-in sample photographs
+    "pillow>=9",  # image files
+    "safetensors>=0.4",  # our checkpoints
+    "tqdm>=4.60",  # progress bars
+    cuda_support.dali_requirement(torch.version.cuda),  # the data pipelines (ipt.pipelines)
+]
+
 setup(
     # pipelines/ installs as ipt.pipelines: importable after install without claiming a top-level name
     packages=find_packages(include=["ipt", "ipt.*"]) + ["ipt.pipelines"],
     package_dir={"ipt.pipelines": "pipelines"},
+    install_requires=REQUIREMENTS,
     ext_modules=[EXTENSION],
     cmdclass={"build_ext": BuildWithFacts},
     options={"bdist_wheel": {"py_limited_api": "cp310"}},

@@ -52,7 +52,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, weights_required: bool 
     parser.add_argument("--tile-batch", type=int, default=None,
                         help="tiles per forward pass; bounds memory with --tile (default: IPT 64, MPRNet 1)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                        help="bf16: autocast, about half the memory (never fp16: these networks overflow it)")
+                        help="bf16: autocast, about half the memory; runs fp32 on GPUs without native bfloat16 "
+                             "(V100, T4)")
     add_num_heads_argument(parser)
 
 

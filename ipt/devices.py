@@ -7,6 +7,7 @@ import os
 
 import torch
 
+from .cuda_support import sm
 from .errors import ConfigError
 
 SPELLINGS = "cpu, cuda, cuda:N or mps"  # what resolve_device accepts, for its messages
@@ -50,3 +51,25 @@ def _visible_devices() -> str:
     """Why fewer GPUs may be seen than the machine has."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     return "" if visible is None else f"; CUDA_VISIBLE_DEVICES={visible!r}"
+
+
+# CUDA GPUs compute in bfloat16 from compute capability 8.0 (Ampere: A100, RTX 30xx) on. Older ones (V100 sm_70,
+# T4 sm_75) have no bfloat16 units: torch emulates it there, slowly and not for every op, so
+# torch.cuda.is_bf16_supported() -- which counts emulation by default -- says True on a V100 and cannot decide.
+NATIVE_BF16_CAPABILITY = (8, 0)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes in bfloat16 natively: every CPU and Apple GPU (as the toolkit has always
+    assumed), a CUDA GPU of compute capability 8.0 or more. Training (ipt.train.precision) and inference
+    (ipt.inference) ask here; tests replace it to stand in for an older GPU."""
+    if device.type != "cuda":
+        return True
+    return tuple(torch.cuda.get_device_capability(device)) >= NATIVE_BF16_CAPABILITY
+
+
+def describe_gpu(device: torch.device) -> str:
+    """A CUDA device as messages name it: 'Tesla V100-SXM2-32GB (sm_70)'; another device by its name ('cpu')."""
+    if device.type != "cuda":
+        return str(device)
+    return f"{torch.cuda.get_device_name(device)} ({sm(torch.cuda.get_device_capability(device))})"

@@ -221,7 +221,7 @@ def main(argv=None) -> None:
     print(f"mean: {describe_gain(task, summary(rows))}")
     meta = {"model": restorer.family.name, "task": task.name, "baseline": task.baseline_name, "channel": task.channel,
             "weights": str(args.weights), "data": str(data), "layout": layout, **restorer.describe_tiling(),
-            "self_ensemble": args.self_ensemble, "precision": args.precision, "seed": args.seed,
+            "self_ensemble": args.self_ensemble, "precision": restorer.precision, "seed": args.seed,
             "shave": metrics.shave_for(task)}
     csv_path, json_path = write_reports(out_dir, rows, meta)
     print(f"wrote {csv_path} and {json_path}")

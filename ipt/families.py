@@ -49,6 +49,12 @@ class ModelFamily(abc.ABC):
     loss_names: tuple[str, ...] = ()
     # What its weights files are, for the message when none are given.
     weights_hint: str = "a model file"
+    # How it trains where bfloat16 was asked for (amp auto or bf16) but the GPU has none (V100, T4:
+    # ipt.train.precision): True in float16 autocast with loss scaling, False in float32, for the reason
+    # fp32_reason gives (the run's log line quotes it). By default float32: float16 (largest finite value
+    # 65504) is for the families known to train in it.
+    fp16_training: bool = False
+    fp32_reason: str = "its activations are not known to stay within float16's range"
 
     # --- sizes and models ---------------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import devices
 from .data.images import list_images, read_image
 from .deprecation import renamed_keyword
 from .devices import resolve_device
@@ -345,9 +346,10 @@ class Restorer:
     PSNR against the clean image moved by at most 0.02 dB. tests/test_mprnet_inference.py holds it to
     >= 44 dB and a mean <= 1 level on a smaller image with 128-px tiles (more seams).
 
-    precision: "fp32" or "bf16" (autocast; the output stays float32). Never fp16: the activations of these
-    networks leave fp16's range (MPRNet's, e.g., overflow to Inf), which bf16 keeps. self_ensemble: the
-    average over the 8 flips/transposes (8x the time).
+    precision: "fp32" or "bf16" (autocast; the output stays float32). A CUDA GPU without
+    native bfloat16 (before compute capability 8.0: V100, T4) restores in fp32 instead, with a warning
+    naming it (.precision says which ran). self_ensemble: the average over the 8 flips/transposes (8x the
+    time).
     """
 
     def __init__(self, task, weights, *, model: str = "ipt", device=None, mode: str = "fast",
@@ -388,7 +390,7 @@ class Restorer:
         if tile_batch is None:
             tile_batch = DEFAULT_TILE_BATCH[bool(tiling["whole"])]
         self.tiling = dict(mode=mode, tile_batch=tile_batch, progress=progress, **tiling)
-        self.self_ensemble, self.precision = self_ensemble, precision
+        self.self_ensemble, self.precision = self_ensemble, _runnable(precision, self.device)
 
     def describe_tiling(self) -> dict:
         """The tiling in effect, as reports record it: mode, tile (None: images restored whole) and overlap."""
@@ -448,6 +450,16 @@ class Restorer:
         for note in plan.notes:
             warnings.warn(note, stacklevel=3)
         return plan
+
+
+def _runnable(precision: str, device: torch.device) -> str:
+    """The precision restoring on `device` runs in: fp32 where bf16 was asked for but the GPU has no native
+    bfloat16 (torch would emulate it there, slower than fp32); said in a warning."""
+    if precision == "bf16" and not devices.native_bf16(device):
+        warnings.warn(f"precision bf16: {devices.describe_gpu(device)} has no native bfloat16; restoring in fp32",
+                      RuntimeWarning, stacklevel=4)
+        return "fp32"
+    return precision
 
 
 def _as_chw_float(image) -> torch.Tensor:

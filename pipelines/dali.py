@@ -27,7 +27,9 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from ipt.cuda_support import DALI_OLDEST_ARCH, DALI_WHEELS, dali_wheel, sm
 from ipt.data.batch import Batch, flips_then_transpose
+from ipt.devices import describe_gpu
 from ipt.data.datasets import ImagePairs, TrainingImages
 from ipt.data.loader import PlannedLoader, decode_usable
 from ipt.data.plan import BatchSpec, EpochPlan, SampleSpec
@@ -48,6 +50,30 @@ def dali_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def installed_dali_cuda() -> int | None:
+    """The CUDA major version of the installed DALI wheel (12 for nvidia-dali-cuda120), None if unknown."""
+    import importlib.metadata
+
+    for major, wheel in DALI_WHEELS.items():
+        try:
+            importlib.metadata.version(wheel)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        return major
+    return None
+
+
+def check_dali_runs_on(device: torch.device) -> None:
+    """A clear error, before a pipeline is built, when the installed DALI has no code for this GPU (the
+    CUDA 13 wheel on a V100): DALI itself would fail deep inside its first run."""
+    major = installed_dali_cuda()
+    oldest = DALI_OLDEST_ARCH.get(major)
+    if oldest is not None and torch.cuda.get_device_capability(device) < oldest:
+        raise DaliUnavailableError(
+            f"{DALI_WHEELS[major]} does not run on {device}, a {describe_gpu(device)} (it needs {sm(oldest)} or newer): pip uninstall {DALI_WHEELS[major]} && pip install {DALI_WHEELS[12]}, "
+            "beside a CUDA 12 torch (README: V100), or leave out --dali")
 
 
 def _decode_crop_flip(encoded, anchor, shape, flip_h, flip_v, gpu: bool):
@@ -181,9 +207,11 @@ class DaliLoader(PlannedLoader):
 
     def __init__(self, data: TrainingImages | ImagePairs, crops: Sequence[int], batch_size: int, seed: int = 0, **kw):
         if not dali_available():
-            raise DaliUnavailableError("DALI is not installed: pip install nvidia-dali-cuda130 (or leave out --dali "
-                                       "to use the torch loader)")
+            raise DaliUnavailableError(f"DALI is not installed: pip install {dali_wheel(torch.version.cuda)} (or leave "
+                                       "out --dali to use the torch loader)")
         super().__init__(data, crops, batch_size, seed, **kw)
+        if self.device.type == "cuda":
+            check_dali_runs_on(self.device)
         self.paired = isinstance(data, ImagePairs)
         self._source = PlanSource(data, self.bad_files)
         self._pipe = None  # built on first use, reused across epochs, rebuilt after a decode failure

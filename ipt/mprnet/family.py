@@ -46,6 +46,11 @@ class MPRNetFamily(ModelFamily):
     loss_names = ("charbonnier", "edge")
     weights_hint = ("an official MPRNet file (model_deblurring.pth, model_denoising.pth, model_deraining.pth or "
                     "PaddleGAN's MPR_Deblurring.pdparams, ...)")
+    # Without native bfloat16: float32, as the official recipe trained it (on V100s). Not for overflow: on a
+    # photograph its module outputs peak at 3.4 (random deblur/denoise/derain presets) or 1.1 (trained
+    # small models), inputs in [0, 1] -- far below float16's 65504; float16 training of it is untried.
+    fp16_training = False
+    fp32_reason = "its official recipe trains in float32 on V100s"
 
     def get_config(self, config):
         return get_config(config)

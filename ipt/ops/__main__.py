@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..cuda_support import arch_list_serves
+from ..devices import describe_gpu
 from . import EXTENSION, kernel_devices, op_names
 from .contract import KERNEL_DEVICES, OPS
 
@@ -12,6 +14,19 @@ def _schema(op: str) -> str:
     if EXTENSION.module is None:
         return OPS[op][0]
     return str(getattr(torch.ops.ipt, op).default._schema).removeprefix("ipt::")
+
+
+def _gpu_lines() -> list[str]:
+    """Per GPU: whether the CUDA kernels were built for its architecture (a CUDA 13 build has no V100 code)."""
+    archs = EXTENSION.facts.get("cuda_arch_list") if EXTENSION.with_cuda else None
+    lines = []
+    for index in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
+        capability = torch.cuda.get_device_capability(index)
+        verdict = ("no CUDA kernels built" if archs is None
+                   else "CUDA kernels run here" if arch_list_serves(archs, capability)
+                   else f"no kernels for it (built for {archs}): the reference runs")
+        lines.append(f"  cuda:{index:<11}: {describe_gpu(torch.device('cuda', index))}: {verdict}")
+    return lines
 
 
 def report() -> str:
@@ -30,6 +45,7 @@ def report() -> str:
     names = op_names()
     devices = KERNEL_DEVICES
     lines.append(f"GPU visible    : {torch.cuda.is_available()}")
+    lines += _gpu_lines()
     lines.append(f"CPU threads    : {torch.get_num_threads()}")
     lines.append("ops            : " + f"{'kernels on ' + '/'.join(devices):<22}schema")
     width = max(map(len, names)) + 1

@@ -6,6 +6,8 @@ import warnings
 
 import torch
 
+from ..cuda_support import arch_list_serves
+from ..devices import describe_gpu
 from ._extension import ExtensionStatus, load
 from .contract import KERNEL_DEVICES, OPS
 
@@ -39,6 +41,7 @@ _KERNELS: dict[tuple[str, str], bool] = {
     for device, available in kernel_devices(op).items()
 }
 _warned_devices: set[str] = set()
+_gpus_served: dict[int, bool] = {}  # CUDA device index -> whether the build's architectures run on it
 
 
 def use_kernel(op: str, device: torch.device) -> bool:
@@ -57,4 +60,26 @@ def use_kernel(op: str, device: torch.device) -> bool:
             RuntimeWarning,
             stacklevel=3,
         )
+    if available and device.type == "cuda":
+        return _gpu_served(device.index if device.index is not None else torch.cuda.current_device())
     return available
+
+
+def _gpu_served(index: int) -> bool:
+    """Whether the CUDA kernels hold code for GPU `index` (else they would fail with "no kernel image is
+    available"): a build with CUDA 13 on a V100, say. Decided once per GPU, with a warning when not."""
+    served = _gpus_served.get(index)
+    if served is None:
+        archs = EXTENSION.facts.get("cuda_arch_list")
+        capability = torch.cuda.get_device_capability(index)
+        served = _gpus_served[index] = archs is None or arch_list_serves(archs, capability)
+        if not served:
+            warnings.warn(
+                f"ipt._C's CUDA kernels were built for architectures {archs} (CUDA {EXTENSION.facts.get('cuda_version')}"
+                f"), which cannot run on cuda:{index}, a {describe_gpu(torch.device('cuda', index))}; "
+                f"ipt.ops runs the pure-PyTorch reference there. For a V100 (sm_70), rebuild with a CUDA 12 torch "
+                "and toolkit (README: V100).",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+    return served

@@ -23,7 +23,8 @@ from ..tasks import TASK_NAMES, get_task
 from .schedule import LR_DECAYS
 from .watchdog import HEARTBEAT_INTERVAL_S
 
-AMP_MODES = ("auto", "bf16", "fp32")  # auto: bf16 autocast on GPUs, fp32 on CPUs
+# auto: bf16 autocast on GPUs, fp32 on CPUs; on GPUs without native bfloat16, see ipt.train.precision
+AMP_MODES = ("auto", "bf16", "fp32")
 LOADERS = BACKENDS  # the names TrainConfig.loader takes: ipt.loaders' backends
 
 
@@ -136,7 +137,9 @@ class TrainConfig:
                        const="dali")
     workers: int = flag(2, "DataLoader processes or DALI threads per rank")
     repeat: int = 1  # crops per image per epoch
-    amp: str = flag("auto", "autocast: auto (bf16 on GPUs, fp32 on CPUs), bf16 or fp32", choices=AMP_MODES)
+    amp: str = flag("auto", "autocast: auto (bf16 on GPUs, fp32 on CPUs), bf16 or fp32. On a GPU without native "
+                            "bfloat16 (before compute capability 8.0: V100, T4) auto and bf16 train IPT in float16 "
+                            "with loss scaling, MPRNet in fp32", choices=AMP_MODES)
     compile: bool = flag(False, "torch.compile the model")
     tf32: bool = True
     deterministic: bool = False  # torch.use_deterministic_algorithms (for bit-exact resume tests)

@@ -5,12 +5,15 @@ One optimizer step = one task (drawn per step from the seed, the same on every r
 is the model family's (ipt.families): for IPT L1(model(degraded), clean) + lambda * contrastive(body
 tokens), for MPRNet Charbonnier + edge loss over its three stage outputs; gradients are averaged over
 ranks by DDP, clipped to a maximum norm, and applied by Adam at the rate of ipt.train.schedule (warm-up,
-then the paper's step decay at epoch milestones or a cosine decay).
+then the paper's step decay at epoch milestones or a cosine decay). The forward pass runs in the precision
+of ipt.train.precision (float32, or bfloat16 or float16 autocast; float16 with loss scaling, and a fallback
+to float32 should its forward pass overflow).
 Checkpoints record the exact data position, so a killed run resumes where it stopped.
 
 Faults (issue 12): a run owns its output folder (ipt.files.OutputLock: a second run there is refused);
 a step whose loss or gradients are not finite on any rank is skipped on every rank, and too many in a
-row stop the run (no checkpoint is written meanwhile, and none with non-finite weights ever); SIGTERM
+row stop the run (no checkpoint is written meanwhile, and none with non-finite weights ever) -- except
+the steps whose float16 gradients overflowed at too high a loss scale, skipped while the scale comes down; SIGTERM
 and SIGINT (ipt.preemption) stop every rank at the same step after a checkpoint; a resumed run's
 settings are compared with its checkpoint's (ipt.train.config.changed_settings).
 
@@ -40,7 +43,7 @@ from ..files import OutputLock
 from ..loaders import make_loader
 from ..model.checkpoint import DEFAULT_FAMILY, CheckpointError
 from ..preemption import StopRequests, signal_name
-from . import distributed, state
+from . import distributed, precision, state
 from .config import TrainConfig, changed_settings
 from .schedule import LRSchedule
 from .logger import RunLog
@@ -48,6 +51,12 @@ from .logger import RunLog
 
 class DivergedError(IPTError, FloatingPointError):
     """Training stopped: the loss or the gradients were not finite for too many steps in a row."""
+
+
+# The outcomes of an optimizer step (Trainer._step).
+APPLIED = "applied"
+SCALER_SKIPPED = "skipped by the loss scaler"  # float16 gradients overflowed at too high a scale: lowered, not counted
+NOT_FINITE = "not finite"  # counted towards max_nonfinite_steps
 
 
 class Trainer:
@@ -105,6 +114,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=config.lr,
                                           betas=tuple(config.betas), weight_decay=config.weight_decay)
         self.position = state.Position(world=world)
+        self._set_precision(precision.for_device(config.amp, self.dist.device, self.family))
 
         if self.dist.is_main:
             state.check_writable(self.out)
@@ -114,6 +124,8 @@ class Trainer:
                                   "(resume=True), or choose another output folder")
         if resume:
             self._resume()
+        if self.precision.note and self.dist.is_main:
+            print(self.precision.note, flush=True)
         self.loader = loader or make_loader(
             config.loader, data, self.model.task_names, self.micro_batch, config.seed,
             patch_size=self.family.train_crop(self.model.config, config), workers=config.workers, device=self.dist.device,
@@ -142,6 +154,9 @@ class Trainer:
         for group in self.optimizer.param_groups:  # the config says (the rate: LRSchedule, every step)
             group["betas"], group["weight_decay"] = tuple(self.config.betas), self.config.weight_decay
         state.set_rng_states(checkpoint["rng"])
+        saved_precision = checkpoint.get("precision")  # absent from checkpoints of before loss scaling
+        self._set_precision(precision.on_resume(self.precision, saved_precision),
+                            (saved_precision or {}).get("scaler"))
         self.position = state.Position(**checkpoint["position"])
         if self.position.world != self.dist.world:
             warnings.warn(f"resuming on {self.dist.world} ranks a run saved on {self.position.world}: the shards "
@@ -185,7 +200,8 @@ class Trainer:
         if self.dist.is_main:
             with self.dist.critical():
                 path = state.save(self.out, self.model, self.optimizer, self.scheduler, self.position,
-                                  self.config.to_dict(), self.config.keep_checkpoints)
+                                  self.config.to_dict(), self.config.keep_checkpoints,
+                                  precision=precision.state(self.precision, self.scaler))
         self.dist.barrier("checkpoint")
         self._saved_at, self._checkpoint_due = self.position.step, False
         return path
@@ -207,10 +223,15 @@ class Trainer:
         forward = torch.compile(model) if self.config.compile else model
         return model, forward
 
+    def _set_precision(self, chosen: precision.Precision, scaler_state: dict | None = None) -> None:
+        """Trains in `chosen` from here, with a new loss scaler where it scales (in `scaler_state`, a resumed
+        run's, if given)."""
+        self.precision, self.scaler = chosen, chosen.scaler(self.dist.device.type)
+        if self.scaler is not None and scaler_state:
+            self.scaler.load_state_dict(scaler_state)
+
     def _autocast(self):
-        amp = self.config.amp
-        use_bf16 = amp == "bf16" or (amp == "auto" and self.dist.device.type == "cuda")
-        return torch.autocast(self.dist.device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+        return self.precision.autocast(self.dist.device.type)
 
     def _losses(self, forward, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(total loss, its terms in family.loss_names' order) of one micro-batch: the family's loss."""
@@ -218,36 +239,91 @@ class Trainer:
         return self.family.losses(forward, inputs, target, self.loader.tasks[batch.task], batch.task, self.config,
                                   self._autocast())
 
-    def _step(self, wrapped, forward, group, stop: StopRequests) -> tuple[list[float], bool, bool]:
+    def _step(self, wrapped, forward, group, stop: StopRequests) -> tuple[list[float], str, bool]:
         """One optimizer step over a group of micro-batches. Returns their mean losses (the total, then
-        the family's terms), whether the step was applied (False: a rank's loss or the gradients were not
-        finite, so no rank applied it) and whether any rank was asked to stop."""
+        the family's terms), the outcome (APPLIED; SCALER_SKIPPED: float16 gradients overflowed at too high a
+        loss scale; NOT_FINITE: a rank's loss or the gradients were not finite -- skipped, as on every rank)
+        and whether any rank was asked to stop."""
         self.scheduler.apply(self.optimizer, self.position.step, self.position.epoch)
+        losses, norm = self._forward_backward(wrapped, forward, group)
+        # What every rank must agree on before the step: a stop signal anywhere, the last batch index (ranks
+        # that lost different batches would no longer train the same step: see _check_aligned), and whether
+        # the loss is finite everywhere and the gradients (already averaged by DDP, the same on all) are.
+        # Integers, which every backend and device reduces (MPS has no float64).
+        index = group[-1].index
+        flags = torch.tensor([stop.signum is not None, index, -index, 0, 0], dtype=torch.int64, device=self.dist.device)
+        flags[3:] = self._nonfinite(losses, norm)
+        flags = self.dist.most(flags)
+        # The host sync of a step: it reads the verdicts and the losses, and ends the step's GPU work, so
+        # the compute time the log shows is honest.
+        stopping, last_max, minus_last_min, bad_loss, bad_grads = flags.tolist()
+        self._check_aligned(last_max, -minus_last_min)
+        if bad_loss and self.precision.dtype == torch.float16:  # every rank: the flag is agreed
+            losses, bad_loss, bad_grads = self._retry_in_float32(wrapped, forward, group)
+        return losses.tolist(), self._apply(bool(bad_loss), bool(bad_grads)), bool(stopping)
+
+    def _forward_backward(self, wrapped, forward, group) -> tuple[torch.Tensor, torch.Tensor]:
+        """The gradients of a group of micro-batches, in the run's precision (summed over the group, averaged
+        over ranks by DDP at the last one; unscaled), clipped. Returns the group's mean losses, summed on the
+        device (the total, then the family's terms), and the gradients' norm before clipping."""
         self.optimizer.zero_grad(set_to_none=True)
-        losses = torch.zeros(1 + len(self.family.loss_names), device=self.dist.device)  # summed on the device
+        losses = torch.zeros(1 + len(self.family.loss_names), device=self.dist.device)
         for j, batch in enumerate(group):
             last = j == len(group) - 1
             sync = nullcontext() if last or wrapped is self.model else wrapped.no_sync()
             with sync:
                 total, terms = self._losses(forward, batch)
-                (total / self.accumulation).backward()
+                loss = total / self.accumulation
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             losses += torch.cat([total.detach()[None], terms.detach().float()]) / self.accumulation
-        norm = self._grad_norm()
-        # What every rank must agree on before the step: a non-finite loss anywhere (the gradients, already
-        # averaged by DDP, are the same on all), a stop signal anywhere, and the last batch index (ranks
-        # that lost different batches would no longer train the same step: see _check_aligned). Integers,
-        # which every backend and device reduces (MPS has no float64).
-        index = group[-1].index
-        flags = torch.tensor([stop.signum is not None, 0, index, -index], dtype=torch.int64, device=self.dist.device)
-        flags[1] = (~(torch.isfinite(losses).all() & torch.isfinite(norm))).long()
-        flags = self.dist.most(flags)
-        # The host sync of a step: it reads the verdicts and the losses, and ends the step's GPU work, so
-        # the compute time the log shows is honest.
-        stopping, nonfinite, last_max, minus_last_min = flags.tolist()
-        self._check_aligned(last_max, -minus_last_min)
-        if not nonfinite:
-            self.optimizer.step()
-        return losses.tolist(), not nonfinite, bool(stopping)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # so that clipping and the norm see the true gradients
+        return losses, self._grad_norm()
+
+    @staticmethod
+    def _nonfinite(losses: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+        """[loss not finite, gradients not finite], as int64 flags."""
+        return torch.stack([~torch.isfinite(losses).all(), ~torch.isfinite(norm)]).long()
+
+    def _retry_in_float32(self, wrapped, forward, group) -> tuple[torch.Tensor, int, int]:
+        """The step again in float32, after its loss was not finite in float16 on some rank: if float32's
+        loss and gradients are finite, float16 overflowed in the forward pass (loss scaling cannot help
+        there), and the run trains in float32 from here on. Else the step is as non-finite as it was, and
+        the run stays in float16. Returns what _step's agreement found: (losses, bad_loss, bad_grads)."""
+        float16 = self.precision, self.scaler
+        self.precision, self.scaler = precision.FLOAT32_FALLBACK, None
+        losses, norm = self._forward_backward(wrapped, forward, group)
+        bad_loss, bad_grads = self.dist.most(self._nonfinite(losses, norm)).tolist()
+        if bad_loss or bad_grads:
+            self.precision, self.scaler = float16  # the scaler backs off as for any non-finite float16 step
+        elif self.dist.is_main:
+            print(f"step {self.position.step + 1}: float16 overflowed in the forward pass (loss not finite in "
+                  "float16, finite in float32): training in float32 from here", flush=True)
+        return losses, bad_loss, bad_grads
+
+    def _apply(self, bad_loss: bool, bad_grads: bool) -> str:
+        """The optimizer step, unless the agreed verdicts say the loss or the gradients are not finite; the
+        loss scale's update (lowered after an overflow, raised after a long run of good steps). Returns the
+        step's outcome."""
+        if not (bad_loss or bad_grads):
+            outcome = APPLIED
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+            else:
+                self.optimizer.step()
+        elif self._scaler_overflow(bad_loss, bad_grads):
+            outcome = SCALER_SKIPPED
+        else:
+            outcome = NOT_FINITE
+        if self.scaler is not None:
+            self.scaler.update()  # after every step, skipped ones too: that is how the scale backs off
+        return outcome
+
+    def _scaler_overflow(self, bad_loss: bool, bad_grads: bool) -> bool:
+        """Whether a skipped step is the loss scaler's doing: a finite loss whose scaled float16 gradients
+        overflowed. Not when the scale had already fallen below 1: gradients that overflow unscaled are
+        not finite in their own right."""
+        return self.scaler is not None and not bad_loss and bad_grads and self.scaler.get_scale() >= 1.0
 
     def _grad_norm(self) -> torch.Tensor:
         """The gradients' total 2-norm, clipped to grad_clip when that is set (the norm before clipping)."""
@@ -355,12 +431,12 @@ class Trainer:
                     raise DataLayoutError(self._out_of_step(f"the end of epoch {pos.epoch}"))
                 return "epoch"
             started = time.perf_counter()
-            losses, applied, stopping = self._step(wrapped, forward, group, stop)
+            losses, outcome, stopping = self._step(wrapped, forward, group, stop)
             computed = time.perf_counter()
             pos.step += 1
             pos.next_batch = group[-1].index + 1  # a loader may have dropped a batch whose files are all gone
             self._steps_this_epoch += 1
-            self._count_nonfinite(applied)
+            self._count_nonfinite(outcome)
             self._log_step(group, losses, data_wait=started - waited, compute=computed - started)
             if pos.step % cfg.checkpoint_every == 0 or self._checkpoint_due:
                 self._save_unless_diverging()
@@ -372,9 +448,16 @@ class Trainer:
                 return "stopped"
         return "budget"
 
-    def _count_nonfinite(self, applied: bool) -> None:
-        if applied:
+    def _count_nonfinite(self, outcome: str) -> None:
+        """Counts the non-finite steps in a row (too many: DivergedError). A step the loss scaler skipped
+        neither counts nor ends a streak: it says nothing about the weights, which it left as they were."""
+        if outcome == APPLIED:
             self._nonfinite_streak = 0
+            return
+        if outcome == SCALER_SKIPPED:
+            if self.dist.is_main:
+                print(f"step {self.position.step}: float16 gradients overflowed: step skipped by the loss scaler, "
+                      f"scale lowered to {self.scaler.get_scale():g}", flush=True)
             return
         self._nonfinite_streak += 1
         limit, step = self.config.max_nonfinite_steps, self.position.step

@@ -1,7 +1,8 @@
 """Training checkpoints: everything needed to continue a run exactly where it stopped.
 
 A checkpoint holds the model (config, tasks, weights), the optimizer and scheduler states, the RNG
-states, the step and the data position (epoch and next batch). Files are written atomically (a
+states, the step and the data position (epoch and next batch), and the precision the run trains in (with
+its loss scaler's state: ipt.train.precision.state). Files are written atomically (a
 temporary file renamed into place) under OUT/checkpoints/step_NNNNNNNN.pt, the last K are kept, and
 a failed write (full disk, no permission) is a clear error that leaves the previous checkpoint intact.
 """
@@ -80,14 +81,17 @@ def check_finite(model, what: str) -> None:
                                     "the run diverged; the earlier checkpoints are kept")
 
 
-def save(out: Path, model, optimizer, scheduler, position: Position, config: dict, keep: int) -> Path:
+def save(out: Path, model, optimizer, scheduler, position: Position, config: dict, keep: int, *,
+         precision: dict | None = None) -> Path:
     """Writes the checkpoint of `position.step` atomically and keeps the last `keep`; weights that are
-    not finite are refused (NonFiniteWeightsError) before anything is written or rotated out."""
+    not finite are refused (NonFiniteWeightsError) before anything is written or rotated out. precision:
+    ipt.train.precision.state() of the run (None: not recorded; a resume then takes none)."""
     path = out / "checkpoints" / f"step_{position.step:08d}.pt"
     check_finite(model, f"checkpoint {path}")
     payload = {
         "format": TRAIN_FORMAT, "version": 1, "model": model_payload(model), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(), "rng": rng_states(), "position": vars(position).copy(), "config": config,
+        "precision": precision,
     }
     previous = checkpoints(out)
     try:
