@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 import ipt.ops
+from ipt.cuda_support import parse_arch_list, sm
 
 major, cuobjdump, tree = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 assert torch.version.cuda and int(torch.version.cuda.split(".")[0]) == major, torch.__version__
@@ -33,15 +34,15 @@ def embedded(kind: str) -> set[str]:
 
 
 sources = sorted(p.stem for p in (tree / "csrc" / "cuda").glob("*.cu"))
-archs = facts["cuda_arch_list"].split(";")
+archs = parse_arch_list(facts["cuda_arch_list"])
 cubins = embedded("elf")
-ptx = embedded("ptx") if any(a.endswith("+PTX") for a in archs) else set()
+ptx = embedded("ptx") if any(with_ptx for *_, with_ptx in archs) else set()
 absent = []
-for arch in archs:
-    sm = "sm_" + arch.removesuffix("+PTX").replace(".", "")
-    absent += [f"{s}.{sm}.cubin" for s in sources if f"{s}.{sm}.cubin" not in cubins]
-    if arch.endswith("+PTX"):
-        absent += [f"{s}.{sm}.ptx" for s in sources if f"{s}.{sm}.ptx" not in ptx]
+for arch_major, arch_minor, suffix, with_ptx in archs:
+    name = sm((arch_major, arch_minor)) + suffix
+    absent += [f"{s}.{name}.cubin" for s in sources if f"{s}.{name}.cubin" not in cubins]
+    if with_ptx:
+        absent += [f"{s}.{name}.ptx" for s in sources if f"{s}.{name}.ptx" not in ptx]
 assert sources and not absent, f"machine code missing from {ipt.ops.EXTENSION.path}: {absent}"
 print(f"CUDA build OK: torch {torch.__version__}, CUDA {facts['cuda_version']}, archs {facts['cuda_arch_list']}: "
       f"{len(ipt.ops.op_names())} ops with CPU and CUDA kernels; {len(sources)} CUDA sources x "

@@ -390,7 +390,7 @@ class Restorer:
         if tile_batch is None:
             tile_batch = DEFAULT_TILE_BATCH[bool(tiling["whole"])]
         self.tiling = dict(mode=mode, tile_batch=tile_batch, progress=progress, **tiling)
-        self.self_ensemble, self.precision = self_ensemble, _runnable(precision, self.device)
+        self.self_ensemble, self.precision = self_ensemble, _effective_precision(precision, self.device)
 
     def describe_tiling(self) -> dict:
         """The tiling in effect, as reports record it: mode, tile (None: images restored whole) and overlap."""
@@ -452,7 +452,7 @@ class Restorer:
         return plan
 
 
-def _runnable(precision: str, device: torch.device) -> str:
+def _effective_precision(precision: str, device: torch.device) -> str:
     """The precision restoring on `device` runs in: fp32 where bf16 was asked for but the GPU has no native
     bfloat16 (torch would emulate it there, slower than fp32); said in a warning."""
     if precision == "bf16" and not devices.native_bf16(device):

@@ -27,7 +27,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from ipt.cuda_support import DALI_OLDEST_ARCH, DALI_WHEELS, dali_wheel, sm
+from ipt.cuda_support import DALI_WHEELS, OLDEST_ARCH, dali_wheel, sm
 from ipt.data.batch import Batch, flips_then_transpose
 from ipt.devices import describe_gpu
 from ipt.data.datasets import ImagePairs, TrainingImages
@@ -69,7 +69,7 @@ def check_dali_runs_on(device: torch.device) -> None:
     """A clear error, before a pipeline is built, when the installed DALI has no code for this GPU (the
     CUDA 13 wheel on a V100): DALI itself would fail deep inside its first run."""
     major = installed_dali_cuda()
-    oldest = DALI_OLDEST_ARCH.get(major)
+    oldest = OLDEST_ARCH.get(major)
     if oldest is not None and torch.cuda.get_device_capability(device) < oldest:
         raise DaliUnavailableError(
             f"{DALI_WHEELS[major]} does not run on {device}, a {describe_gpu(device)} (it needs {sm(oldest)} or newer): pip uninstall {DALI_WHEELS[major]} && pip install {DALI_WHEELS[12]}, "

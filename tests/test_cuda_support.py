@@ -36,7 +36,14 @@ def test_a_cuda_12_build_runs_on_the_v100_and_every_later_gpu(gpu):
 
 def test_a_build_without_ptx_serves_no_later_major():
     assert arch_list_serves("7.0", V100) and not arch_list_serves("7.0", A100)
-    assert parse_arch_list("7.0;8.6+PTX") == [(7, 0, False), (8, 6, True)]
+    assert parse_arch_list("7.0;8.6+PTX") == [(7, 0, "", False), (8, 6, "", True)]
+
+
+def test_architecture_specific_code_serves_only_its_gpu():
+    assert arch_list_serves("9.0a", H100) and not arch_list_serves("9.0a", B200)
+    assert arch_list_serves("10.0f", (10, 3)) and not arch_list_serves("10.0a", (10, 3))
+    with pytest.raises(ValueError, match="unknown CUDA architecture 'Volta'"):
+        parse_arch_list("Volta;8.0")
 
 
 @pytest.mark.skipif(not (Path("/usr/local/cuda/bin/nvcc").is_file() or shutil.which("nvcc")), reason="no nvcc")
@@ -45,7 +52,7 @@ def test_the_default_architectures_are_those_the_local_nvcc_accepts():
     out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=True).stdout
     major = int(re.search(r"release (\d+)\.", out).group(1))
     accepted = set(subprocess.run([nvcc, "--list-gpu-arch"], capture_output=True, text=True, check=True).stdout.split())
-    ours = {f"compute_{m}{n}" for m, n, _ in parse_arch_list(default_arch_list(major))}
+    ours = {f"compute_{m}{n}" for m, n, _, _ in parse_arch_list(default_arch_list(major))}
     assert ours <= accepted, ours - accepted
     if major >= 13:  # the reason V100 users need CUDA 12
         assert "compute_70" not in accepted and "compute_75" in accepted
@@ -84,9 +91,33 @@ def cuda_13_build(monkeypatch):
 def test_kernels_without_code_for_the_gpu_fall_back_to_the_reference_with_one_warning(gpu, cuda_13_build):
     gpu(V100, "Tesla V100-SXM2-16GB")
     with pytest.warns(RuntimeWarning, match=r"built for architectures 7\.5;.*cannot run on cuda:0, a Tesla "
-                                            r"V100-SXM2-16GB \(sm_70\).*rebuild with a CUDA 12 torch"):
+                                            r"V100-SXM2-16GB \(sm_70\).*rebuild with a CUDA 12 torch and toolkit"):
         assert dispatch._gpu_served(0) is False
     assert dispatch._gpus_served == {0: False}  # decided once
+
+
+def test_an_op_on_a_gpu_without_code_runs_the_reference(gpu, cuda_13_build, monkeypatch):
+    op = dispatch.op_names()[0]
+    monkeypatch.setitem(dispatch._KERNELS, (op, "cuda"), True)  # the kernel is registered, as in a CUDA build
+    gpu(V100, "Tesla V100-SXM2-16GB")
+    with pytest.warns(RuntimeWarning, match="cannot run on cuda:0"):
+        assert dispatch.use_kernel(op, torch.device("cuda", 0)) is False
+    monkeypatch.setattr(dispatch, "_gpus_served", {})
+    gpu(A100, "NVIDIA A100-SXM4-80GB")
+    assert dispatch.use_kernel(op, torch.device("cuda", 0)) is True
+
+
+def test_a_build_whose_architectures_cannot_be_read_is_tried_as_before(gpu, cuda_13_build, monkeypatch):
+    monkeypatch.setitem(dispatch.EXTENSION.facts, "cuda_arch_list", "Volta")  # torch's name for 7.0+PTX
+    gpu(A100, "NVIDIA A100-SXM4-80GB")
+    assert dispatch._gpu_served(0) is True
+
+
+def test_a_non_volta_gpu_left_out_is_told_to_add_its_architecture(gpu, cuda_13_build, monkeypatch):
+    monkeypatch.setitem(dispatch.EXTENSION.facts, "cuda_arch_list", "7.5;8.0")
+    gpu(H100, "NVIDIA H100 80GB HBM3")
+    with pytest.warns(RuntimeWarning, match="rebuild with sm_90 in TORCH_CUDA_ARCH_LIST"):
+        assert dispatch._gpu_served(0) is False
 
 
 def test_kernels_with_code_for_the_gpu_are_used(gpu, cuda_13_build, recwarn):

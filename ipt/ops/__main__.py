@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ..cuda_support import arch_list_serves
 from ..devices import describe_gpu
 from . import EXTENSION, kernel_devices, op_names
+from ._dispatch import builds_for
 from .contract import KERNEL_DEVICES, OPS
 
 
@@ -18,13 +18,11 @@ def _schema(op: str) -> str:
 
 def _gpu_lines() -> list[str]:
     """Per GPU: whether the CUDA kernels were built for its architecture (a CUDA 13 build has no V100 code)."""
-    archs = EXTENSION.facts.get("cuda_arch_list") if EXTENSION.with_cuda else None
     lines = []
     for index in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
-        capability = torch.cuda.get_device_capability(index)
-        verdict = ("no CUDA kernels built" if archs is None
-                   else "CUDA kernels run here" if arch_list_serves(archs, capability)
-                   else f"no kernels for it (built for {archs}): the reference runs")
+        verdict = ("no CUDA kernels built" if not EXTENSION.with_cuda
+                   else "CUDA kernels run here" if builds_for(torch.cuda.get_device_capability(index))
+                   else f"no kernels for it (built for {EXTENSION.facts['cuda_arch_list']}): the reference runs")
         lines.append(f"  cuda:{index:<11}: {describe_gpu(torch.device('cuda', index))}: {verdict}")
     return lines
 

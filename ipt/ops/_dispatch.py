@@ -6,7 +6,7 @@ import warnings
 
 import torch
 
-from ..cuda_support import arch_list_serves
+from ..cuda_support import OLDEST_ARCH, arch_list_serves, sm
 from ..devices import describe_gpu
 from ._extension import ExtensionStatus, load
 from .contract import KERNEL_DEVICES, OPS
@@ -70,16 +70,29 @@ def _gpu_served(index: int) -> bool:
     available"): a build with CUDA 13 on a V100, say. Decided once per GPU, with a warning when not."""
     served = _gpus_served.get(index)
     if served is None:
-        archs = EXTENSION.facts.get("cuda_arch_list")
         capability = torch.cuda.get_device_capability(index)
-        served = _gpus_served[index] = archs is None or arch_list_serves(archs, capability)
-        if not served:
+        served = _gpus_served[index] = builds_for(capability)
+        if not served and not torch.compiler.is_compiling():  # a warning would break a full-graph trace
+            archs = EXTENSION.facts["cuda_arch_list"]
+            remedy = ("rebuild with a CUDA 12 torch and toolkit (README: GPUs and CUDA toolchains)"
+                      if capability < OLDEST_ARCH[13] else
+                      f"rebuild with {sm(capability)} in TORCH_CUDA_ARCH_LIST, or leave it unset")
             warnings.warn(
                 f"ipt._C's CUDA kernels were built for architectures {archs} (CUDA {EXTENSION.facts.get('cuda_version')}"
-                f"), which cannot run on cuda:{index}, a {describe_gpu(torch.device('cuda', index))}; "
-                f"ipt.ops runs the pure-PyTorch reference there. For a V100 (sm_70), rebuild with a CUDA 12 torch "
-                "and toolkit (README: V100).",
+                f"), which cannot run on cuda:{index}, a {describe_gpu(torch.device('cuda', index))}; ipt.ops runs "
+                f"the pure-PyTorch reference there: {remedy}.",
                 RuntimeWarning,
                 stacklevel=4,
             )
     return served
+
+
+def builds_for(capability: tuple[int, int]) -> bool | None:
+    """Whether the loaded CUDA build holds code for a GPU of `capability`; True when its architectures are
+    not recorded or spelled in a way cuda_support does not read (torch's names, such as "Volta"): as before
+    this check, the kernels are then tried."""
+    archs = EXTENSION.facts.get("cuda_arch_list")
+    try:
+        return archs is None or arch_list_serves(archs, capability)
+    except ValueError:
+        return True

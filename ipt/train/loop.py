@@ -201,7 +201,7 @@ class Trainer:
             with self.dist.critical():
                 path = state.save(self.out, self.model, self.optimizer, self.scheduler, self.position,
                                   self.config.to_dict(), self.config.keep_checkpoints,
-                                  precision=precision.state(self.precision, self.scaler))
+                                  precision=precision.checkpoint_state(self.precision, self.scaler))
         self.dist.barrier("checkpoint")
         self._saved_at, self._checkpoint_due = self.position.step, False
         return path
@@ -290,12 +290,12 @@ class Trainer:
         loss and gradients are finite, float16 overflowed in the forward pass (loss scaling cannot help
         there), and the run trains in float32 from here on. Else the step is as non-finite as it was, and
         the run stays in float16. Returns what _step's agreement found: (losses, bad_loss, bad_grads)."""
-        float16 = self.precision, self.scaler
+        in_float16 = self.precision, self.scaler
         self.precision, self.scaler = precision.FLOAT32_FALLBACK, None
         losses, norm = self._forward_backward(wrapped, forward, group)
         bad_loss, bad_grads = self.dist.most(self._nonfinite(losses, norm)).tolist()
         if bad_loss or bad_grads:
-            self.precision, self.scaler = float16  # the scaler backs off as for any non-finite float16 step
+            self.precision, self.scaler = in_float16  # the scaler backs off as for any non-finite float16 step
         elif self.dist.is_main:
             print(f"step {self.position.step + 1}: float16 overflowed in the forward pass (loss not finite in "
                   "float16, finite in float32): training in float32 from here", flush=True)

@@ -81,7 +81,7 @@ def for_device(amp: str, device: torch.device, family: ModelFamily) -> Precision
     return resolve(amp, device, family, native, gpu=None if native else devices.describe_gpu(device))
 
 
-def state(precision: Precision, scaler: torch.amp.GradScaler | None) -> dict:
+def checkpoint_state(precision: Precision, scaler: torch.amp.GradScaler | None) -> dict:
     """What a checkpoint records of a run's precision: the autocast dtype's name, whether it is float32 after
     a float16 overflow, and the loss scaler's state."""
     return {"dtype": precision.name, "fallback": precision.fallback,
@@ -90,7 +90,7 @@ def state(precision: Precision, scaler: torch.amp.GradScaler | None) -> dict:
 
 def on_resume(precision: Precision, saved: dict | None) -> Precision:
     """The precision a resumed run trains in: this machine's (`precision`), unless that is float16 and the
-    run fell back from float16 to float32 before its checkpoint (`saved`: state(); None for checkpoints that
+    run fell back from float16 to float32 before its checkpoint (`saved`: checkpoint_state(); None for checkpoints that
     predate it). A run started in float32 for another reason (amp fp32, a CPU) is not such a run."""
     if precision.dtype == torch.float16 and saved and saved.get("fallback"):
         return FLOAT32_FALLBACK

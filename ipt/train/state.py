@@ -2,7 +2,7 @@
 
 A checkpoint holds the model (config, tasks, weights), the optimizer and scheduler states, the RNG
 states, the step and the data position (epoch and next batch), and the precision the run trains in (with
-its loss scaler's state: ipt.train.precision.state). Files are written atomically (a
+its loss scaler's state: ipt.train.precision.checkpoint_state). Files are written atomically (a
 temporary file renamed into place) under OUT/checkpoints/step_NNNNNNNN.pt, the last K are kept, and
 a failed write (full disk, no permission) is a clear error that leaves the previous checkpoint intact.
 """
@@ -85,7 +85,7 @@ def save(out: Path, model, optimizer, scheduler, position: Position, config: dic
          precision: dict | None = None) -> Path:
     """Writes the checkpoint of `position.step` atomically and keeps the last `keep`; weights that are
     not finite are refused (NonFiniteWeightsError) before anything is written or rotated out. precision:
-    ipt.train.precision.state() of the run (None: not recorded; a resume then takes none)."""
+    ipt.train.precision.checkpoint_state() of the run (None: not recorded; a resume then takes none)."""
     path = out / "checkpoints" / f"step_{position.step:08d}.pt"
     check_finite(model, f"checkpoint {path}")
     payload = {
