@@ -29,11 +29,11 @@ import torch
 
 from ipt.cuda_support import DALI_WHEELS, OLDEST_ARCH, dali_wheel, sm
 from ipt.data.batch import Batch, flips_then_transpose
-from ipt.devices import describe_gpu
 from ipt.data.datasets import ImagePairs, TrainingImages
 from ipt.data.loader import PlannedLoader, decode_usable
 from ipt.data.plan import BatchSpec, EpochPlan, SampleSpec
 from ipt.data.scan import ImageRecord
+from ipt.devices import describe_gpu
 from ipt.errors import IPTError
 
 # DALI is imported inside the functions that use it, never at the top: it is an optional dependency
@@ -72,8 +72,9 @@ def check_dali_runs_on(device: torch.device) -> None:
     oldest = OLDEST_ARCH.get(major)
     if oldest is not None and torch.cuda.get_device_capability(device) < oldest:
         raise DaliUnavailableError(
-            f"{DALI_WHEELS[major]} does not run on {device}, a {describe_gpu(device)} (it needs {sm(oldest)} or newer): pip uninstall {DALI_WHEELS[major]} && pip install {DALI_WHEELS[12]}, "
-            "beside a CUDA 12 torch (README: V100), or leave out --dali")
+            f"{DALI_WHEELS[major]} does not run on {device}, a {describe_gpu(device)} (it needs {sm(oldest)} or "
+            f"newer): pip uninstall {DALI_WHEELS[major]} && pip install {DALI_WHEELS[12]}, beside a CUDA 12 torch "
+            "(README: GPUs and CUDA toolchains), or leave out --dali")
 
 
 def _decode_crop_flip(encoded, anchor, shape, flip_h, flip_v, gpu: bool):

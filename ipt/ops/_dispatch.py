@@ -87,7 +87,7 @@ def _gpu_served(index: int) -> bool:
     return served
 
 
-def builds_for(capability: tuple[int, int]) -> bool | None:
+def builds_for(capability: tuple[int, int]) -> bool:
     """Whether the loaded CUDA build holds code for a GPU of `capability`; True when its architectures are
     not recorded or spelled in a way cuda_support does not read (torch's names, such as "Volta"): as before
     this check, the kernels are then tried."""

@@ -307,10 +307,9 @@ class Trainer:
         step's outcome."""
         if not (bad_loss or bad_grads):
             outcome = APPLIED
-            if self.scaler is not None:
-                self.scaler.step(self.optimizer)
-            else:
-                self.optimizer.step()
+            # Not scaler.step(): the gradients are unscaled already (_forward_backward) and agreed finite,
+            # and its own inf check would read the device once more each step.
+            self.optimizer.step()
         elif self._scaler_overflow(bad_loss, bad_grads):
             outcome = SCALER_SKIPPED
         else:
